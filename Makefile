@@ -1,0 +1,54 @@
+# The README's two commands, `make demo` and `make test`, plus the longer runs. Everything is
+# built under build/ (build-sanitize/, build-fuzz/ for the instrumented builds).
+BUILD      ?= build
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+DEMOS      := handshake worker backpressure seed_tasks deadlock
+
+.PHONY: all deps build demo test test-sanitize test-valgrind bench fuzz stress clean
+
+all: build
+
+deps:
+	@sh cmake/install-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@for d in $(DEMOS); do \
+	  echo; echo "==== build/examples/$$d"; ./$(BUILD)/examples/$$d || exit 1; \
+	done
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-sanitize: deps
+	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
+	cmake --build build-sanitize -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir build-sanitize --output-on-failure -j $(JOBS)
+
+test-valgrind: build
+	@sh cmake/install-deps.sh valgrind
+	ctest --test-dir $(BUILD) --output-on-failure -T memcheck \
+	  --overwrite MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all --show-leak-kinds=definite,indirect"
+
+bench: build
+	@sh cmake/install-deps.sh go
+	@sh bench/run.sh $(BUILD)
+
+fuzz:
+	@sh cmake/install-deps.sh fuzz
+	CC=clang cmake -S . -B build-fuzz -DUVCHAN_FUZZ=ON -DUVCHAN_BUILD_BENCH=OFF -DUVCHAN_BUILD_EXAMPLES=OFF
+	cmake --build build-fuzz -j $(JOBS) --target uvchan-fuzz
+	sh fuzz/run.sh build-fuzz/fuzz/uvchan-fuzz
+
+stress: build
+	./$(BUILD)/test/uvchan-stress
+
+clean:
+	rm -rf $(BUILD) build-sanitize build-fuzz

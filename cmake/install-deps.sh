@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs what building and testing uvchan needs on Debian/Ubuntu, if anything is missing.
+# As root it runs apt-get; otherwise it prints the one command to run.
+set -e
+pkgs=""
+command -v cmake >/dev/null 2>&1 || pkgs="$pkgs cmake"
+command -v cc >/dev/null 2>&1 || pkgs="$pkgs gcc"
+command -v make >/dev/null 2>&1 || pkgs="$pkgs make"
+command -v pkg-config >/dev/null 2>&1 || pkgs="$pkgs pkg-config"
+if command -v pkg-config >/dev/null 2>&1; then
+  pkg-config --exists 'libuv >= 1.44' || pkgs="$pkgs libuv1-dev"
+  pkg-config --exists cmocka || pkgs="$pkgs libcmocka-dev"
+else
+  pkgs="$pkgs libuv1-dev libcmocka-dev"
+fi
+for extra in "$@"; do
+  case "$extra" in
+    clang) command -v clang >/dev/null 2>&1 || pkgs="$pkgs clang" ;;
+    fuzz) [ -n "$(find /usr/lib -name 'libclang_rt.fuzzer*.a' 2>/dev/null | head -n 1)" ] || pkgs="$pkgs clang libclang-rt-14-dev" ;;
+    go) command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go" ;;
+    valgrind) command -v valgrind >/dev/null 2>&1 || pkgs="$pkgs valgrind" ;;
+  esac
+done
+[ -z "$pkgs" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "uvchan: installing$pkgs"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $pkgs
+else
+  echo "uvchan: missing build dependencies. Run:"
+  echo "  sudo apt-get install$pkgs"
+  exit 1
+fi

@@ -1,0 +1,361 @@
+/* The channel engine.
+ *
+ * A channel is a ring buffer of cap_ elements plus two FIFO queues of waiters: sendq_ (parties
+ * whose value could not be taken yet) and recvq_ (parties with nowhere to get a value from). A
+ * waiter is a small record (Go's sudog) embedded in the waiting request, or in a select case.
+ *
+ * Invariants, kept by every function here:
+ *   1. At least one of sendq_ and recvq_ is empty, except when the same select waits on both
+ *      ends of one channel (a select never matches itself, see select.c).
+ *   2. recvq_ non-empty implies len_ == 0; sendq_ non-empty implies len_ == cap_. A value never
+ *      waits in a queue while the buffer could take it, and a receiver never waits while the
+ *      buffer holds one.
+ *   3. A closed channel has an empty sendq_: close fails every waiting sender.
+ *   4. A request is in exactly one of: idle (magic_ clear), waiting (linked in queues and maybe
+ *      the deadline heap), queued (in the completion queue, status final). Only the loop moves it
+ *      from queued back to idle, right before its callback.
+ *
+ * The operation that unblocks a waiter completes it: it copies the value, withdraws the waiter's
+ * request from every queue, and queues its completion. The woken side never retries, and no
+ * callback runs while a channel is half-updated: callbacks only run from the loop (ctx.c).
+ */
+#include "uvchan-internal.h"
+
+#include <stdlib.h>
+
+/* Element copy, with the common sizes as fixed-size copies the compiler turns into moves. */
+static inline void uvchan__copy(void* dst, const void* src, size_t n) {
+  switch (n) {
+    case 0: break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+  }
+}
+
+/* Appends `value` to the ring; the caller checked there is room. */
+static inline void uvchan__put(uvchan_t* ch, const void* value) {
+  size_t i = ch->head_ + ch->len_;
+  if (i >= ch->cap_)
+    i -= ch->cap_;
+  uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
+  ch->len_++;
+}
+
+/* Takes the oldest element into `value` (NULL drops it); the caller checked there is one. */
+static inline void uvchan__take(uvchan_t* ch, void* value) {
+  if (value != NULL)
+    uvchan__copy(value, ch->buf_ + ch->head_ * ch->elem_size_, ch->elem_size_);
+  if (++ch->head_ == ch->cap_)
+    ch->head_ = 0;
+  ch->len_--;
+}
+
+int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
+  if (!uvchan__ctx_ok(ctx) || ch == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
+    return UV_EINVAL;
+  if (elem_size != 0 && capacity > SIZE_MAX / elem_size)
+    return UV_EINVAL;
+  memset(ch, 0, sizeof(*ch));
+  if (elem_size != 0 && capacity != 0) {
+    ch->buf_ = malloc(elem_size * capacity);
+    if (ch->buf_ == NULL)
+      return UV_ENOMEM;
+  }
+  ch->ctx_ = ctx;
+  ch->elem_size_ = elem_size;
+  ch->cap_ = capacity;
+  uvchan__list_init(&ch->sendq_);
+  uvchan__list_init(&ch->recvq_);
+  uvchan__list_push(&ctx->chans_, &ch->link_);
+  ctx->nchans_++;
+  ch->magic_ = UVCHAN__CHAN_MAGIC;
+  return 0;
+}
+
+/* ---- waking and withdrawing ---- */
+
+void uvchan__withdraw(uvchan_req_t* req) {
+  uvchan_select_t* sel;
+  unsigned i;
+
+  if (req->type == UVCHAN_REQ_SELECT) {
+    sel = (uvchan_select_t*)req;
+    for (i = 0; i < sel->ncases_; i++)
+      if (sel->cases_[i].w_.link.next != NULL)
+        uvchan__list_remove(&sel->cases_[i].w_.link);
+  } else if (req->w_.link.next != NULL) {
+    uvchan__list_remove(&req->w_.link);
+    if (req->type == UVCHAN_REQ_WG_WAIT)
+      req->ctx_->nwaiting_--;
+  }
+  if (req->state_ & UVCHAN__REQ_DEADLINE)
+    uvchan__deadline_remove(req);
+}
+
+void uvchan__wake(struct uvchan__waiter_s* w, int status) {
+  uvchan_req_t* req = w->req;
+  if (req->type == UVCHAN_REQ_SELECT)
+    ((uvchan_select_t*)req)->index = (int)w->index;
+  uvchan__withdraw(req);
+  uvchan__complete(req, status);
+}
+
+void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, void* value,
+                  unsigned op, unsigned index) {
+  w->req = req;
+  w->chan = ch;
+  w->value = value;
+  w->op = op;
+  w->index = index;
+  uvchan__list_push(op == UVCHAN_OP_SEND ? &ch->sendq_ : &ch->recvq_, &w->link);
+  req->state_ |= UVCHAN__REQ_WAITING;
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
+}
+
+/* ---- the two operations ---- */
+
+int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req, int* status) {
+  struct uvchan__waiter_s* w;
+
+  if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_CLOSED)) {
+    *status = UV_EPIPE;
+    return 1;
+  }
+  if (!uvchan__list_empty(&ch->recvq_)) {
+    /* By invariant 2 the buffer is empty: hand the value straight to the oldest receiver. */
+    w = uvchan__first_waiter(&ch->recvq_);
+    if (w->value != NULL)
+      uvchan__copy(w->value, value, ch->elem_size_);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, req, w->req, value);
+    uvchan__wake(w, 0);
+    *status = 0;
+    return 1;
+  }
+  if (ch->len_ < ch->cap_) {
+    uvchan__put(ch, value);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
+    *status = 0;
+    return 1;
+  }
+  return 0;
+}
+
+int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req, int* status) {
+  struct uvchan__waiter_s* w;
+
+  if (ch->len_ > 0) {
+    uvchan__take(ch, value);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
+    if (!uvchan__list_empty(&ch->sendq_)) {
+      /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
+       * keeps send order and completes that sender. */
+      w = uvchan__first_waiter(&ch->sendq_);
+      uvchan__put(ch, w->value);
+      UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      uvchan__wake(w, 0);
+    }
+    *status = 0;
+    return 1;
+  }
+  if (!uvchan__list_empty(&ch->sendq_)) {
+    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. */
+    w = uvchan__first_waiter(&ch->sendq_);
+    if (value != NULL)
+      uvchan__copy(value, w->value, ch->elem_size_);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
+    uvchan__wake(w, 0);
+    *status = 0;
+    return 1;
+  }
+  if (ch->flags_ & UVCHAN__CHAN_CLOSED) {
+    *status = UV_EOF;
+    return 1;
+  }
+  return 0;
+}
+
+int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
+                     int has_deadline) {
+  int status;
+  int done = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req, &status)
+                                  : uvchan__recv_now(ch, value, req, &status);
+  if (done) {
+    req->status = status;
+    return 1;
+  }
+  uvchan__wait(ch, &req->w_, req, value, op, 0);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  return 0;
+}
+
+/* ---- callback API ---- */
+
+static int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op,
+                         uint64_t timeout, int has_deadline, void (*cb)(void)) {
+  if (UVCHAN__UNLIKELY(req == NULL || cb == NULL || !uvchan__chan_ok(ch)))
+    return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
+    return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(req->magic_ == UVCHAN__REQ_MAGIC))
+    return UV_EBUSY;
+  uvchan__req_prepare(req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV,
+                      cb, 0);
+  if (uvchan__op_start(req, ch, value, op, timeout, has_deadline))
+    uvchan__complete(req, req->status);
+  return 0;
+}
+
+int uvchan_send(uvchan_send_t* req, uvchan_t* ch, const void* value, uvchan_send_cb cb) {
+  return uvchan__start((uvchan_req_t*)req, ch, (void*)value, UVCHAN_OP_SEND, 0, 0,
+                       (void (*)(void))cb);
+}
+
+int uvchan_send_timeout(uvchan_send_t* req, uvchan_t* ch, const void* value, uint64_t timeout,
+                        uvchan_send_cb cb) {
+  return uvchan__start((uvchan_req_t*)req, ch, (void*)value, UVCHAN_OP_SEND, timeout, 1,
+                       (void (*)(void))cb);
+}
+
+int uvchan_recv(uvchan_recv_t* req, uvchan_t* ch, void* value, uvchan_recv_cb cb) {
+  return uvchan__start((uvchan_req_t*)req, ch, value, UVCHAN_OP_RECV, 0, 0, (void (*)(void))cb);
+}
+
+int uvchan_recv_timeout(uvchan_recv_t* req, uvchan_t* ch, void* value, uint64_t timeout,
+                        uvchan_recv_cb cb) {
+  return uvchan__start((uvchan_req_t*)req, ch, value, UVCHAN_OP_RECV, timeout, 1,
+                       (void (*)(void))cb);
+}
+
+int uvchan_try_send(uvchan_t* ch, const void* value) {
+  int status;
+  if (!uvchan__chan_ok(ch) || (value == NULL && ch->elem_size_ != 0))
+    return UV_EINVAL;
+  return uvchan__send_now(ch, value, NULL, &status) ? status : UV_EAGAIN;
+}
+
+int uvchan_try_recv(uvchan_t* ch, void* value) {
+  int status;
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  return uvchan__recv_now(ch, value, NULL, &status) ? status : UV_EAGAIN;
+}
+
+int uvchan_cancel(uvchan_req_t* req) {
+  if (req == NULL || req->magic_ != UVCHAN__REQ_MAGIC)
+    return UV_EINVAL;
+  if (req->state_ & UVCHAN__REQ_QUEUED)
+    return UV_EBUSY; /* already matched: the callback will report what really happened */
+  if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
+    UVCHAN__TRACE(req->w_.chan, UVCHAN_TRACE_CANCEL, req->w_.op, req, NULL, NULL);
+  uvchan__withdraw(req);
+  if (req->type == UVCHAN_REQ_SELECT)
+    ((uvchan_select_t*)req)->index = -1;
+  uvchan__complete(req, UV_ECANCELED);
+  return 0;
+}
+
+uvchan_task_t* uvchan_req_task(const uvchan_req_t* req) {
+  return req != NULL ? uvchan__req_task(req) : NULL;
+}
+
+/* ---- close and teardown ---- */
+
+/* Completes every waiter of queue `q` with `status`. A select waiting on this channel leaves
+ * all its queues, possibly more entries of this very queue: so pop from the head each time. */
+static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int status) {
+  struct uvchan__waiter_s* w;
+  while (!uvchan__list_empty(q)) {
+    w = uvchan__first_waiter(q);
+    if (status == UV_ECANCELED)
+      UVCHAN__TRACE(ch, UVCHAN_TRACE_CANCEL, w->op, w->req, NULL, NULL);
+    uvchan__wake(w, status);
+  }
+}
+
+int uvchan_close(uvchan_t* ch) {
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  if (ch->flags_ & UVCHAN__CHAN_CLOSED)
+    return UV_EPIPE;
+  ch->flags_ |= UVCHAN__CHAN_CLOSED;
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_CLOSE, 0, NULL, NULL, NULL);
+  uvchan__fail_queue(ch, &ch->recvq_, UV_EOF);
+  uvchan__fail_queue(ch, &ch->sendq_, UV_EPIPE);
+  return 0;
+}
+
+int uvchan_destroy(uvchan_t* ch) {
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  uvchan__fail_queue(ch, &ch->recvq_, UV_ECANCELED);
+  uvchan__fail_queue(ch, &ch->sendq_, UV_ECANCELED);
+  /* Values accepted by a send but never received go to the destructor, oldest first. */
+  while (ch->len_ > 0) {
+    if (ch->dtor_ != NULL)
+      ch->dtor_(ch, ch->buf_ + ch->head_ * ch->elem_size_);
+    if (++ch->head_ == ch->cap_)
+      ch->head_ = 0;
+    ch->len_--;
+  }
+  free(ch->buf_);
+  ch->buf_ = NULL;
+  uvchan__list_remove(&ch->link_);
+  ch->ctx_->nchans_--;
+  ch->magic_ = 0;
+  return 0;
+}
+
+int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  ch->dtor_ = dtor;
+  return 0;
+}
+
+int uvchan_set_name(uvchan_t* ch, const char* name) {
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  ch->name_ = name;
+  return 0;
+}
+
+const char* uvchan_name(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->name_ : NULL;
+}
+
+size_t uvchan_len(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->len_ : 0;
+}
+
+size_t uvchan_cap(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->cap_ : 0;
+}
+
+size_t uvchan_elem_size(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->elem_size_ : 0;
+}
+
+int uvchan_is_closed(const uvchan_t* ch) {
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  return (ch->flags_ & UVCHAN__CHAN_CLOSED) != 0;
+}
+
+static size_t uvchan__count(const struct uvchan__link_s* q) {
+  const struct uvchan__link_s* l;
+  size_t n = 0;
+  for (l = q->next; l != q; l = l->next)
+    n++;
+  return n;
+}
+
+size_t uvchan_waiting_senders(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? uvchan__count(&ch->sendq_) : 0;
+}
+
+size_t uvchan_waiting_receivers(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? uvchan__count(&ch->recvq_) : 0;
+}

@@ -1,0 +1,154 @@
+/* Select: one request waiting on several channels at once.
+ *
+ * As in Go's selectgo, a select first polls every case; if some are ready it completes one of
+ * them, chosen uniformly at random, and never waits. Otherwise it links one waiter per case (the
+ * waiter lives in the caller's case array) into each channel's queue. The first party that
+ * matches any of those waiters completes the select through uvchan__wake(), which withdraws every
+ * other waiter at once, so a losing case leaves no trace on its channel.
+ *
+ * A select never matches itself: matching only happens when an operation starts, and a select's
+ * own waiters are linked only after its poll found nothing. A send case and a receive case on the
+ * same unbuffered channel therefore wait for a third party, as in Go.
+ */
+#include "uvchan-internal.h"
+
+#include <limits.h>
+
+static int uvchan__case_ready(const uvchan_case_t* c) {
+  const uvchan_t* ch = c->chan;
+  if (c->op == UVCHAN_OP_SEND)
+    return (ch->flags_ & UVCHAN__CHAN_CLOSED) || !uvchan__list_empty(&ch->recvq_) ||
+           ch->len_ < ch->cap_;
+  return ch->len_ > 0 || !uvchan__list_empty(&ch->sendq_) || (ch->flags_ & UVCHAN__CHAN_CLOSED);
+}
+
+/* Checks the cases and finds their context. Returns the number of cases with a channel, or
+ * UV_EINVAL for a bad case or cases on channels of different contexts. */
+static int uvchan__cases_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
+  const uvchan_case_t* c;
+  unsigned i;
+  int usable = 0;
+
+  if ((cases == NULL && n != 0) || n > INT_MAX)
+    return UV_EINVAL;
+  for (i = 0; i < n; i++) {
+    c = &cases[i];
+    if (c->chan == NULL)
+      continue;
+    if (!uvchan__chan_ok(c->chan) || (c->op != UVCHAN_OP_SEND && c->op != UVCHAN_OP_RECV))
+      return UV_EINVAL;
+    if (c->op == UVCHAN_OP_SEND && c->value == NULL && c->chan->elem_size_ != 0)
+      return UV_EINVAL;
+    if (*ctx == NULL)
+      *ctx = c->chan->ctx_;
+    else if (*ctx != c->chan->ctx_)
+      return UV_EINVAL;
+    usable++;
+  }
+  return usable;
+}
+
+/* Completes one ready case, picked uniformly among the ready ones (reservoir sampling: the k-th
+ * ready case replaces the choice with probability 1/k). Returns its index, or -1 if none. */
+static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned n,
+                               uvchan_req_t* req, int* status) {
+  uvchan_case_t* c;
+  int chosen = -1;
+  uint32_t k = 0;
+  unsigned i;
+
+  for (i = 0; i < n; i++) {
+    if (cases[i].chan == NULL || !uvchan__case_ready(&cases[i]))
+      continue;
+    k++;
+    if (k == 1 || uvchan__rand_below(ctx, k) == 0)
+      chosen = (int)i;
+  }
+  if (chosen < 0)
+    return -1;
+  c = &cases[chosen];
+  if (c->op == UVCHAN_OP_SEND)
+    uvchan__send_now(c->chan, c->value, req, status);
+  else
+    uvchan__recv_now(c->chan, c->value, req, status);
+  return chosen;
+}
+
+int uvchan__select_start(uvchan_select_t* sel, uvchan_ctx_t* ctx, uvchan_case_t* cases,
+                         unsigned n, uint64_t timeout, int has_deadline) {
+  uvchan_req_t* req = (uvchan_req_t*)sel;
+  int status = 0;
+  int idx;
+  unsigned i;
+
+  (void)ctx;
+  sel->cases_ = cases;
+  sel->ncases_ = n;
+  sel->index = -1;
+  idx = uvchan__select_poll(sel->ctx_, cases, n, req, &status);
+  if (idx >= 0) {
+    sel->index = idx;
+    sel->status = status;
+    return 1;
+  }
+  for (i = 0; i < n; i++) {
+    cases[i].w_.link.next = NULL;
+    if (cases[i].chan != NULL)
+      uvchan__wait(cases[i].chan, &cases[i].w_, req, cases[i].value, cases[i].op, i);
+  }
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  return 0;
+}
+
+static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
+                          uint64_t timeout, int has_deadline, uvchan_select_cb cb) {
+  uvchan_ctx_t* ctx = NULL;
+  int usable;
+
+  if (sel == NULL || cb == NULL)
+    return UV_EINVAL;
+  usable = uvchan__cases_check(cases, n, &ctx);
+  if (usable < 0)
+    return usable;
+  if (usable == 0)
+    return UV_EINVAL; /* nothing could ever complete it, and there is no context to wait on */
+  if (sel->magic_ == UVCHAN__REQ_MAGIC)
+    return UV_EBUSY;
+  uvchan__req_prepare((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb, 0);
+  if (uvchan__select_start(sel, ctx, cases, n, timeout, has_deadline))
+    uvchan__complete((uvchan_req_t*)sel, sel->status);
+  return 0;
+}
+
+int uvchan_select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n, uvchan_select_cb cb) {
+  return uvchan__select(sel, cases, n, 0, 0, cb);
+}
+
+int uvchan_select_timeout(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
+                          uint64_t timeout, uvchan_select_cb cb) {
+  return uvchan__select(sel, cases, n, timeout, 1, cb);
+}
+
+int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status) {
+  uvchan_ctx_t* ctx = NULL;
+  int usable = uvchan__cases_check(cases, n, &ctx);
+  int st = 0;
+  int idx;
+
+  if (usable < 0)
+    return usable;
+  if (usable == 0)
+    return UV_EAGAIN; /* only nil cases: Go runs the default */
+  idx = uvchan__select_poll(ctx, cases, n, NULL, &st);
+  if (idx < 0)
+    return UV_EAGAIN;
+  if (status != NULL)
+    *status = st;
+  return idx;
+}
+
+/* Used by task.c: the same checks for a task's select. */
+int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
+  return uvchan__cases_check(cases, n, ctx);
+}

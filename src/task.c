@@ -1,0 +1,478 @@
+/* Tasks: coroutines on the loop, built on the same requests and completion queue as callbacks.
+ *
+ * A task that must wait fills in the request embedded in its own struct, links it like any
+ * request, and switches to the loop's stack. Whoever completes that request queues it, and the
+ * loop's completion delivery (ctx.c) resumes the task instead of calling a callback: there is no
+ * second scheduler, and a woken task runs in completion order, from the loop, never inside the
+ * call that woke it. An operation that can complete at once does so without a switch.
+ *
+ * Stacks. Each task's stack comes from a pool per stack size, carved out of large MAP_NORESERVE
+ * reservations: a whole chunk of stacks is one mapping, so 100k tasks do not exhaust
+ * vm.max_map_count as one mapping (or a guard page) per stack would. Only touched pages become
+ * resident; the task struct itself sits at the top of its stack, in the page the task uses
+ * first. Stacks returning to a pool beyond a small hot set have their pages released.
+ *
+ * Overflow. Without guard pages, the lowest 16 bytes of each stack are a canary that must read
+ * zero; it is checked at every switch out of the task, and a task that overwrote it aborts the
+ * process with a message. Reading it maps the shared zero page, so the check costs no memory.
+ * Building with UVCHAN_STACK_GUARD adds a PROT_NONE page below every stack (one more mapping per
+ * stack: then about 30k tasks fit under the default vm.max_map_count). */
+#include "uvchan-internal.h"
+#include "fiber.h"
+
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UVCHAN__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UVCHAN__ASAN 1
+#endif
+#endif
+
+#if defined(UVCHAN__ASAN)
+void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
+                                     size_t* size_old);
+#define UVCHAN__ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define UVCHAN__ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
+#else
+#define UVCHAN__ASAN_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define UVCHAN__ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
+#if !defined(MAP_NORESERVE)
+#define MAP_NORESERVE 0
+#endif
+#if !defined(MAP_ANONYMOUS)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+
+enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN__TASK_DEAD };
+
+enum {
+  UVCHAN__STACKS_PER_CHUNK = 64, /* one mapping per 64 stacks */
+  UVCHAN__POOL_KEEP_HOT = 64,    /* free stacks kept resident for fast reuse */
+  UVCHAN__CANARY_BYTES = 16
+};
+
+struct uvchan_task_s {
+  struct uvchan__link_s link; /* first: ctx->tasks_ (the report walks it) */
+  union {
+    uvchan_req_t req;
+    uvchan_select_t sel;
+  } r; /* the one request a task can have pending */
+  uvchan__fiber_t fiber;
+  uvchan_ctx_t* ctx;
+  uvchan_task_fn fn;
+  void* arg;
+  const char* name;
+  uvchan_wg_t* wg;
+  char* stack_lo; /* lowest usable byte; the canary lives here */
+  struct uvchan__pool_s* pool;
+  void* fake_stack; /* AddressSanitizer's fake stack while switched out */
+  uint64_t id;
+  unsigned state;
+};
+
+struct uvchan__pool_s {
+  struct uvchan__pool_s* next;
+  size_t size;   /* bytes per stack, guard page included, a multiple of the page size */
+  char* carve;   /* next unused stack in the newest chunk */
+  size_t carve_left;
+  void** free;   /* LIFO of free stacks: the most recently used is reused first */
+  size_t nfree;
+  size_t capfree;
+  void** chunks;
+  size_t nchunks;
+  size_t capchunks;
+};
+
+/* Per-context task runtime, allocated with the first task. */
+struct uvchan__rt_s {
+  uvchan__fiber_t sched; /* the loop's side while a task runs */
+  void* sched_fake;
+  const void* sched_bottom;
+  size_t sched_size;
+  struct uvchan__pool_s* pools;
+};
+
+static _Thread_local uvchan_task_t* uvchan__current;
+
+static size_t uvchan__page_size(void) {
+  static size_t page;
+  long p;
+  if (page == 0) {
+    p = sysconf(_SC_PAGESIZE);
+    page = p > 0 ? (size_t)p : 4096;
+  }
+  return page;
+}
+
+#if defined(UVCHAN_STACK_GUARD)
+#define UVCHAN__GUARD_BYTES uvchan__page_size()
+#else
+#define UVCHAN__GUARD_BYTES 0
+#endif
+
+/* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
+#define UVCHAN__TASK_BYTES ((sizeof(uvchan_task_t) + 63) & ~(size_t)63)
+
+/* ---- stack pools ---- */
+
+static int uvchan__grow(void*** arr, size_t* cap, size_t need) {
+  size_t ncap;
+  void** p;
+  if (need <= *cap)
+    return 0;
+  ncap = *cap != 0 ? *cap * 2 : 64;
+  while (ncap < need)
+    ncap *= 2;
+  p = realloc(*arr, ncap * sizeof(void*));
+  if (p == NULL)
+    return UV_ENOMEM;
+  *arr = p;
+  *cap = ncap;
+  return 0;
+}
+
+static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
+  size_t bytes;
+  char* chunk;
+  char* s;
+
+  if (pool->nfree > 0)
+    return pool->free[--pool->nfree];
+  if (pool->carve_left == 0) {
+    if (uvchan__grow(&pool->chunks, &pool->capchunks, pool->nchunks + 1) != 0)
+      return NULL;
+    bytes = pool->size * UVCHAN__STACKS_PER_CHUNK;
+    chunk = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+    if (chunk == MAP_FAILED)
+      return NULL;
+#if defined(MADV_NOHUGEPAGE)
+    /* A huge page would make the first touch of a small stack cost 2 MB. */
+    (void)madvise(chunk, bytes, MADV_NOHUGEPAGE);
+#endif
+    pool->chunks[pool->nchunks++] = chunk;
+    pool->carve = chunk;
+    pool->carve_left = UVCHAN__STACKS_PER_CHUNK;
+  }
+  s = pool->carve;
+  pool->carve += pool->size;
+  pool->carve_left--;
+#if defined(UVCHAN_STACK_GUARD)
+  if (mprotect(s, UVCHAN__GUARD_BYTES, PROT_NONE) != 0)
+    return NULL;
+#endif
+  return s;
+}
+
+static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s) {
+  if (pool->nfree >= UVCHAN__POOL_KEEP_HOT)
+    (void)madvise(s + UVCHAN__GUARD_BYTES, pool->size - UVCHAN__GUARD_BYTES, MADV_DONTNEED);
+  if (uvchan__grow(&pool->free, &pool->capfree, pool->nfree + 1) != 0)
+    return; /* the stack stays unused in its chunk until the chunk is unmapped */
+  pool->free[pool->nfree++] = s;
+}
+
+static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t size) {
+  struct uvchan__pool_s* p;
+  for (p = rt->pools; p != NULL; p = p->next)
+    if (p->size == size)
+      return p;
+  p = calloc(1, sizeof(*p));
+  if (p == NULL)
+    return NULL;
+  p->size = size;
+  p->next = rt->pools;
+  rt->pools = p;
+  return p;
+}
+
+void uvchan__task_pools_free(uvchan_ctx_t* ctx) {
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
+  struct uvchan__pool_s* p;
+  size_t i;
+
+  if (rt == NULL)
+    return;
+  while ((p = rt->pools) != NULL) {
+    rt->pools = p->next;
+    for (i = 0; i < p->nchunks; i++)
+      munmap(p->chunks[i], p->size * UVCHAN__STACKS_PER_CHUNK);
+    free(p->chunks);
+    free(p->free);
+    free(p);
+  }
+  free(rt);
+  ctx->pools_ = NULL;
+}
+
+/* ---- switching ---- */
+
+static void uvchan__canary_check(uvchan_task_t* t) {
+  const uint64_t* c = (const uint64_t*)t->stack_lo;
+  if (UVCHAN__UNLIKELY((c[0] | c[1]) != 0)) {
+    fprintf(stderr,
+            "uvchan: task %s#%llu overflowed its stack of %zu bytes; give it a larger "
+            "uvchan_task_attr_t.stack_size\n",
+            t->name != NULL ? t->name : "", (unsigned long long)t->id, t->pool->size);
+    abort();
+  }
+}
+
+/* Switches from the running task back to the loop; returns when the task is resumed. */
+static void uvchan__task_park(uvchan_task_t* t) {
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
+  t->state = UVCHAN__TASK_PARKED;
+  uvchan__canary_check(t);
+  UVCHAN__ASAN_START(&t->fake_stack, rt->sched_bottom, rt->sched_size);
+  uvchan__fiber_switch(&t->fiber, &rt->sched);
+  UVCHAN__ASAN_FINISH(t->fake_stack, &rt->sched_bottom, &rt->sched_size);
+}
+
+static void uvchan__task_finish(uvchan_task_t* t) {
+  uvchan_ctx_t* ctx = t->ctx;
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
+
+  t->state = UVCHAN__TASK_DEAD;
+  uvchan__list_remove(&t->link);
+  ctx->ntasks_--;
+  if (t->wg != NULL)
+    (void)uvchan_wg_done(t->wg);
+  uvchan__canary_check(t);
+  /* NULL: this stack is never resumed, so ASan may drop its fake frames. The loop side frees the
+   * stack once it is off it (uvchan__task_resume). */
+  UVCHAN__ASAN_START(NULL, rt->sched_bottom, rt->sched_size);
+  uvchan__fiber_switch(&t->fiber, &rt->sched);
+  abort(); /* a dead task is never switched to */
+}
+
+static void uvchan__task_entry(void* arg) {
+  uvchan_task_t* t = (uvchan_task_t*)arg;
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
+  UVCHAN__ASAN_FINISH(NULL, &rt->sched_bottom, &rt->sched_size);
+  (void)rt;
+  t->fn(t->arg);
+  uvchan__task_finish(t);
+}
+
+void uvchan__task_resume(uvchan_req_t* req) {
+  uvchan_task_t* t = UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
+
+  uvchan__current = t;
+  t->state = UVCHAN__TASK_RUNNING;
+  UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, (size_t)((char*)t - t->stack_lo));
+  uvchan__fiber_switch(&rt->sched, &t->fiber);
+  UVCHAN__ASAN_FINISH(rt->sched_fake, NULL, NULL);
+  uvchan__current = NULL;
+  if (t->state == UVCHAN__TASK_DEAD)
+    uvchan__stack_put(t->pool, t->stack_lo - UVCHAN__GUARD_BYTES);
+}
+
+uvchan_task_t* uvchan__req_task(const uvchan_req_t* req) {
+  if (!(req->state_ & UVCHAN__REQ_TASK))
+    return NULL;
+  return UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
+}
+
+const char* uvchan__task_wait_name(const uvchan_task_t* t) {
+  if (t->state == UVCHAN__TASK_PARKED && t->r.req.type == UVCHAN_REQ_WG_WAIT &&
+      (t->r.req.state_ & UVCHAN__REQ_WAITING))
+    return "wait on a wait group";
+  return NULL;
+}
+
+/* ---- spawning ---- */
+
+int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
+                      const uvchan_task_attr_t* attr) {
+  size_t page = uvchan__page_size();
+  size_t size = attr != NULL && attr->stack_size != 0 ? attr->stack_size : UVCHAN_DEFAULT_STACK_SIZE;
+  struct uvchan__rt_s* rt;
+  struct uvchan__pool_s* pool;
+  uvchan_task_t* t;
+  char* s;
+
+  if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
+    return UV_EINVAL;
+  if (size < UVCHAN_MIN_STACK_SIZE || size > ((size_t)1 << 40))
+    return UV_EINVAL;
+  if (attr != NULL && attr->wg != NULL &&
+      (attr->wg->magic_ != UVCHAN__WG_MAGIC || attr->wg->ctx_ != ctx))
+    return UV_EINVAL;
+  size = (size + page - 1) & ~(page - 1);
+  size += UVCHAN__GUARD_BYTES;
+
+  rt = (struct uvchan__rt_s*)ctx->pools_;
+  if (rt == NULL) {
+    rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+      return UV_ENOMEM;
+    ctx->pools_ = rt;
+  }
+  pool = uvchan__pool_for(rt, size);
+  if (pool == NULL)
+    return UV_ENOMEM;
+  s = uvchan__stack_get(pool);
+  if (s == NULL)
+    return UV_ENOMEM;
+
+  t = (uvchan_task_t*)(s + size - UVCHAN__TASK_BYTES);
+  memset(t, 0, sizeof(*t));
+  t->ctx = ctx;
+  t->fn = fn;
+  t->arg = arg;
+  t->pool = pool;
+  t->stack_lo = s + UVCHAN__GUARD_BYTES;
+  t->id = ctx->next_task_id_++;
+  if (attr != NULL) {
+    t->name = attr->name;
+    t->wg = attr->wg;
+  }
+  uvchan__fiber_make(&t->fiber, t->stack_lo, (char*)t, uvchan__task_entry, t);
+  uvchan__list_push(&ctx->tasks_, &t->link);
+  ctx->ntasks_++;
+  if (t->wg != NULL)
+    (void)uvchan_wg_add(t->wg, 1);
+  /* The start is a completion like any other: the task first runs from the loop. */
+  uvchan__req_prepare(&t->r.req, ctx, UVCHAN_REQ_TASK, NULL, UVCHAN__REQ_TASK);
+  uvchan__complete(&t->r.req, 0);
+  return 0;
+}
+
+uvchan_task_t* uvchan_task_self(void) {
+  return uvchan__current;
+}
+
+const char* uvchan_task_name(const uvchan_task_t* task) {
+  return task != NULL ? task->name : NULL;
+}
+
+uint64_t uvchan_task_id(const uvchan_task_t* task) {
+  return task != NULL ? task->id : 0;
+}
+
+/* ---- blocking calls ---- */
+
+static int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
+                           int has_deadline) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
+
+  if (UVCHAN__UNLIKELY(t == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx))
+    return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
+    return UV_EINVAL;
+  req = &t->r.req;
+  uvchan__req_prepare(req, t->ctx, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, NULL,
+                      UVCHAN__REQ_TASK);
+  if (uvchan__op_start(req, ch, value, op, timeout, has_deadline)) {
+    req->magic_ = 0; /* done without waiting: nothing left to cancel */
+    return req->status;
+  }
+  uvchan__task_park(t);
+  return req->status;
+}
+
+int uvchan_task_send(uvchan_t* ch, const void* value) {
+  return uvchan__task_op(ch, (void*)value, UVCHAN_OP_SEND, 0, 0);
+}
+
+int uvchan_task_send_timeout(uvchan_t* ch, const void* value, uint64_t timeout) {
+  return uvchan__task_op(ch, (void*)value, UVCHAN_OP_SEND, timeout, 1);
+}
+
+int uvchan_task_recv(uvchan_t* ch, void* value) {
+  return uvchan__task_op(ch, value, UVCHAN_OP_RECV, 0, 0);
+}
+
+int uvchan_task_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout) {
+  return uvchan__task_op(ch, value, UVCHAN_OP_RECV, timeout, 1);
+}
+
+static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeout,
+                               int has_deadline, int* status) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_ctx_t* ctx = NULL;
+  uvchan_select_t* sel;
+  int usable;
+
+  if (t == NULL)
+    return UV_EINVAL;
+  usable = uvchan__select_check(cases, n, &ctx);
+  if (usable < 0)
+    return usable;
+  if ((ctx != NULL && ctx != t->ctx) || (usable == 0 && !has_deadline))
+    return UV_EINVAL; /* a select { } with nothing in it would wait forever */
+  sel = &t->r.sel;
+  uvchan__req_prepare((uvchan_req_t*)sel, t->ctx, UVCHAN_REQ_SELECT, NULL, UVCHAN__REQ_TASK);
+  if (uvchan__select_start(sel, t->ctx, cases, n, timeout, has_deadline))
+    sel->magic_ = 0;
+  else
+    uvchan__task_park(t);
+  if (sel->index < 0)
+    return sel->status; /* UV_ETIMEDOUT or UV_ECANCELED */
+  if (status != NULL)
+    *status = sel->status;
+  return sel->index;
+}
+
+int uvchan_task_select(uvchan_case_t* cases, unsigned n, int* status) {
+  return uvchan__task_select(cases, n, 0, 0, status);
+}
+
+int uvchan_task_select_timeout(uvchan_case_t* cases, unsigned n, uint64_t timeout, int* status) {
+  return uvchan__task_select(cases, n, timeout, 1, status);
+}
+
+int uvchan_task_wg_wait(uvchan_wg_t* wg) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
+  if (t == NULL || wg == NULL || wg->magic_ != UVCHAN__WG_MAGIC || wg->ctx_ != t->ctx)
+    return UV_EINVAL;
+  req = &t->r.req;
+  uvchan__req_prepare(req, t->ctx, UVCHAN_REQ_WG_WAIT, NULL, UVCHAN__REQ_TASK);
+  if (uvchan__wg_wait_start(req, wg)) {
+    req->magic_ = 0;
+    return 0;
+  }
+  uvchan__task_park(t);
+  return req->status;
+}
+
+int uvchan_task_sleep(uint64_t ms) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
+  if (t == NULL)
+    return UV_EINVAL;
+  req = &t->r.req;
+  uvchan__req_prepare(req, t->ctx, UVCHAN_REQ_SLEEP, NULL, UVCHAN__REQ_TASK);
+  req->state_ |= UVCHAN__REQ_WAITING;
+  uvchan__deadline_add(req, ms);
+  uvchan__task_park(t);
+  return req->status == UV_ETIMEDOUT ? 0 : req->status;
+}
+
+int uvchan_task_yield(void) {
+  uvchan_task_t* t = uvchan__current;
+  if (t == NULL)
+    return UV_EINVAL;
+  uvchan__req_prepare(&t->r.req, t->ctx, UVCHAN_REQ_TASK, NULL, UVCHAN__REQ_TASK);
+  uvchan__complete(&t->r.req, 0);
+  uvchan__task_park(t);
+  return 0;
+}
+
+int uvchan_task_exit(void) {
+  uvchan_task_t* t = uvchan__current;
+  if (t == NULL)
+    return UV_EINVAL;
+  uvchan__task_finish(t);
+  return 0; /* not reached */
+}

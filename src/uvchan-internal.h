@@ -1,0 +1,178 @@
+/* Internal declarations shared by the engine files. Nothing here is public API. */
+#ifndef UVCHAN_INTERNAL_H
+#define UVCHAN_INTERNAL_H
+
+#include "uvchan.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define UVCHAN__LIKELY(x) __builtin_expect(!!(x), 1)
+#define UVCHAN__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define UVCHAN__LIKELY(x) (x)
+#define UVCHAN__UNLIKELY(x) (x)
+#endif
+
+#define UVCHAN__CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr) - offsetof(type, field)))
+
+/* Magic values tell live structs from destroyed or never-initialised ones. A struct of random
+ * garbage matches by chance with odds of 2^-32: good enough to turn most misuse into UV_EINVAL. */
+#define UVCHAN__CTX_MAGIC 0x75637478u   /* "uctx" */
+#define UVCHAN__CHAN_MAGIC 0x7563686eu  /* "uchn" */
+#define UVCHAN__REQ_MAGIC 0x75726571u   /* "ureq": set while a request is pending */
+#define UVCHAN__WG_MAGIC 0x75776721u    /* "uwg!" */
+#define UVCHAN__TIMER_MAGIC 0x75746d72u /* "utmr" */
+
+/* Request state_ bits. WAITING/QUEUED/DEADLINE are the lifecycle, cleared before the callback;
+ * TASK marks a request embedded in a task and stays. */
+enum {
+  UVCHAN__REQ_WAITING = 1u << 0,  /* linked in a channel's or wait group's queue */
+  UVCHAN__REQ_QUEUED = 1u << 1,   /* matched: in the completion queue, status final */
+  UVCHAN__REQ_DEADLINE = 1u << 2, /* in the deadline heap */
+  UVCHAN__REQ_TASK = 1u << 3
+};
+
+/* Context flags_. */
+enum {
+  UVCHAN__CTX_IDLE_ON = 1u << 0, /* the idle handle is started: completions are pending */
+  UVCHAN__CTX_CLOSING = 1u << 1,
+  UVCHAN__CTX_HANDLES_CLOSING = 1u << 2
+};
+
+/* Channel flags_. */
+enum { UVCHAN__CHAN_CLOSED = 1u << 0 };
+
+/* ---- intrusive circular list: a sentinel link is the empty list ---- */
+
+static inline void uvchan__list_init(struct uvchan__link_s* l) {
+  l->next = l;
+  l->prev = l;
+}
+
+static inline int uvchan__list_empty(const struct uvchan__link_s* l) {
+  return l->next == l;
+}
+
+static inline void uvchan__list_push(struct uvchan__link_s* l, struct uvchan__link_s* n) {
+  n->prev = l->prev;
+  n->next = l;
+  l->prev->next = n;
+  l->prev = n;
+}
+
+/* Unlinks `n`; a NULL `next` afterwards marks it as in no list. */
+static inline void uvchan__list_remove(struct uvchan__link_s* n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->next = NULL;
+  n->prev = NULL;
+}
+
+static inline struct uvchan__waiter_s* uvchan__first_waiter(struct uvchan__link_s* q) {
+  return (struct uvchan__waiter_s*)q->next; /* the link is the waiter's first field */
+}
+
+/* ---- validity ---- */
+
+static inline int uvchan__ctx_ok(const uvchan_ctx_t* ctx) {
+  return ctx != NULL && ctx->magic_ == UVCHAN__CTX_MAGIC;
+}
+
+static inline int uvchan__chan_ok(const uvchan_t* ch) {
+  return ch != NULL && ch->magic_ == UVCHAN__CHAN_MAGIC;
+}
+
+/* ---- ctx.c: completion queue, deadlines, trace, random ---- */
+
+void uvchan__idle_start(uvchan_ctx_t* ctx);
+
+/* Sets the final status and queues the callback (or the task's resumption) for the loop. */
+static inline void uvchan__complete(uvchan_req_t* req, int status) {
+  uvchan_ctx_t* ctx = req->ctx_;
+
+  req->status = status;
+  req->state_ = (req->state_ & UVCHAN__REQ_TASK) | UVCHAN__REQ_QUEUED;
+  req->qnext_ = NULL;
+  if (ctx->qtail_ != NULL) {
+    ctx->qtail_->qnext_ = req;
+  } else {
+    ctx->qhead_ = req;
+    if (UVCHAN__UNLIKELY(!(ctx->flags_ & UVCHAN__CTX_IDLE_ON)))
+      uvchan__idle_start(ctx);
+  }
+  ctx->qtail_ = req;
+}
+
+/* Prepares a request for a start call: who it is, where it completes, how. `state` is 0 for a
+ * user's request (whose fields may hold garbage before) and UVCHAN__REQ_TASK for a task's. */
+static inline void uvchan__req_prepare(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
+                                       void (*cb)(void), unsigned state) {
+  req->type = type;
+  req->status = 0;
+  req->ctx_ = ctx;
+  req->cb_ = cb;
+  req->magic_ = UVCHAN__REQ_MAGIC;
+  req->state_ = state;
+  req->w_.link.next = NULL;
+  req->w_.chan = NULL;
+}
+
+void uvchan__deadline_add(uvchan_req_t* req, uint64_t timeout);
+void uvchan__deadline_remove(uvchan_req_t* req);
+uint32_t uvchan__rand_below(uvchan_ctx_t* ctx, uint32_t n);
+void uvchan__trace(uvchan_t* ch, uvchan_trace_kind kind, unsigned op, uvchan_req_t* req,
+                   uvchan_req_t* peer, const void* value);
+void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
+
+#define UVCHAN__TRACE(ch, kind, op, req, peer, value)          \
+  do {                                                         \
+    if (UVCHAN__UNLIKELY((ch)->ctx_->trace_cb_ != NULL))       \
+      uvchan__trace((ch), (kind), (op), (req), (peer), (value)); \
+  } while (0)
+
+/* ---- chan.c: the engine ---- */
+
+/* Tries to complete a send now. Returns 1 with the outcome in *status, or 0 if it must wait. */
+int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req, int* status);
+/* Tries to complete a receive now. Returns 1 with the outcome in *status, or 0 if it must wait. */
+int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req, int* status);
+/* Links waiter `w` of `req` at the tail of ch's queue for `op`. */
+void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, void* value,
+                  unsigned op, unsigned index);
+/* Starts a send or receive for `req`: returns 1 if it completed at once (req->status set, the
+ * request not queued), or 0 if it now waits (with a deadline when has_deadline). */
+int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
+                     int has_deadline);
+/* A waiter was matched, or its channel closed/destroyed under it: withdraw its request from every
+ * queue and complete it with `status`. */
+void uvchan__wake(struct uvchan__waiter_s* w, int status);
+/* Unlinks every waiter and the deadline of `req`. */
+void uvchan__withdraw(uvchan_req_t* req);
+
+/* ---- select.c ---- */
+
+/* Starts a select: returns 1 if a case completed at once (req->status, req->index set), 0 if it
+ * waits, or a negative error. `ctx` is used when no case names a channel (tasks only). */
+int uvchan__select_start(uvchan_select_t* sel, uvchan_ctx_t* ctx, uvchan_case_t* cases,
+                         unsigned n, uint64_t timeout, int has_deadline);
+/* Checks select cases: the number with a channel, or UV_EINVAL. Sets *ctx from the channels. */
+int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
+
+/* ---- wg.c ---- */
+
+/* Starts a wait on `wg` for a prepared `req`: returns 1 (status 0) if the count is 0 already. */
+int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg);
+
+/* ---- task.c ---- */
+
+/* Resumes the task owning `req` (its start, or the end of its wait). */
+void uvchan__task_resume(uvchan_req_t* req);
+/* The task that owns the request, if any. */
+uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
+/* Frees the stack pools of a context that has no tasks left. */
+void uvchan__task_pools_free(uvchan_ctx_t* ctx);
+const char* uvchan__task_wait_name(const uvchan_task_t* t);
+
+#endif /* UVCHAN_INTERNAL_H */

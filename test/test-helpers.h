@@ -1,0 +1,45 @@
+/* Shared fixture for the cmocka suites: every test gets its own loop and context, and teardown
+ * asserts that the context closes and the loop closes cleanly (uv_loop_close() == 0). */
+#ifndef UVCHAN_TEST_HELPERS_H
+#define UVCHAN_TEST_HELPERS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "uvchan.h"
+
+typedef struct {
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+} fixture_t;
+
+static int fx_setup(void** state) {
+  fixture_t* f = calloc(1, sizeof(*f));
+  assert_non_null(f);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  assert_int_equal(uvchan_ctx_init(&f->loop, &f->ctx), 0);
+  uvchan_ctx_seed(&f->ctx, 12345);
+  *state = f;
+  return 0;
+}
+
+static int fx_teardown(void** state) {
+  fixture_t* f = *state;
+  assert_int_equal(uvchan_ctx_close(&f->ctx, NULL), 0);
+  assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  free(f);
+  return 0;
+}
+
+#define FX(state) ((fixture_t*)*(state))
+#define RUN(f) uv_run(&(f)->loop, UV_RUN_DEFAULT)
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+#endif
