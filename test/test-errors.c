@@ -1,0 +1,228 @@
+/* Bad input and wrong state for every public function: an error code, never a crash. Each
+ * block below is a row group of docs/errors.md. */
+#include "test-helpers.h"
+
+static void nop_send(uvchan_send_t* r, int s) {
+  (void)r;
+  (void)s;
+}
+static void nop_recv(uvchan_recv_t* r, int s) {
+  (void)r;
+  (void)s;
+}
+static void nop_sel(uvchan_select_t* r, int s) {
+  (void)r;
+  (void)s;
+}
+static void nop_req(uvchan_req_t* r, int s) {
+  (void)r;
+  (void)s;
+}
+static void nop_task(void* arg) {
+  (void)arg;
+}
+
+static void test_errors_ctx(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero;
+  memset(&zero, 0, sizeof(zero));
+  assert_int_equal(uvchan_ctx_init(NULL, &zero), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_init(&f->loop, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_close(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_close(&zero, NULL), UV_EINVAL); /* never initialised */
+  assert_int_equal(uvchan_ctx_set_batch(&f->ctx, 0), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_set_batch(NULL, 10), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_seed(NULL, 1), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_set_trace(NULL, NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_walk_waiting(NULL, NULL, NULL), 0);
+  assert_int_equal(uvchan_ctx_report(NULL, stderr), 0);
+}
+
+static void test_errors_chan_init(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero;
+  uvchan_t ch;
+  memset(&zero, 0, sizeof(zero));
+  assert_int_equal(uvchan_init(NULL, &ch, 4, 1), UV_EINVAL);
+  assert_int_equal(uvchan_init(&zero, &ch, 4, 1), UV_EINVAL);
+  assert_int_equal(uvchan_init(&f->ctx, NULL, 4, 1), UV_EINVAL);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, SIZE_MAX / 2, 4), UV_EINVAL); /* overflow */
+  assert_int_equal(uvchan_init(&f->ctx, &ch, 1, SIZE_MAX / 2), UV_ENOMEM);
+}
+
+static void test_errors_chan_ops_null_and_uninitialised(void** state) {
+  uvchan_t zero;
+  uvchan_send_t s;
+  uvchan_recv_t r;
+  int v = 0;
+  (void)state;
+  memset(&zero, 0, sizeof(zero));
+  memset(&s, 0, sizeof(s));
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(uvchan_destroy(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_destroy(&zero), UV_EINVAL);
+  assert_int_equal(uvchan_close(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_close(&zero), UV_EINVAL);
+  assert_int_equal(uvchan_send(&s, NULL, &v, nop_send), UV_EINVAL);
+  assert_int_equal(uvchan_send(&s, &zero, &v, nop_send), UV_EINVAL);
+  assert_int_equal(uvchan_recv(&r, NULL, &v, nop_recv), UV_EINVAL);
+  assert_int_equal(uvchan_recv(&r, &zero, &v, nop_recv), UV_EINVAL);
+  assert_int_equal(uvchan_send_timeout(&s, &zero, &v, 1, nop_send), UV_EINVAL);
+  assert_int_equal(uvchan_recv_timeout(&r, &zero, &v, 1, nop_recv), UV_EINVAL);
+  assert_int_equal(uvchan_try_send(NULL, &v), UV_EINVAL);
+  assert_int_equal(uvchan_try_send(&zero, &v), UV_EINVAL);
+  assert_int_equal(uvchan_try_recv(NULL, &v), UV_EINVAL);
+  assert_int_equal(uvchan_try_recv(&zero, &v), UV_EINVAL);
+  assert_int_equal(uvchan_set_destructor(&zero, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_set_name(NULL, "x"), UV_EINVAL);
+  assert_null(uvchan_name(NULL));
+  assert_int_equal(uvchan_len(NULL), 0);
+  assert_int_equal(uvchan_cap(&zero), 0);
+  assert_int_equal(uvchan_elem_size(&zero), 0);
+  assert_int_equal(uvchan_is_closed(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_waiting_senders(NULL), 0);
+  assert_int_equal(uvchan_waiting_receivers(&zero), 0);
+}
+
+static void test_errors_request_args(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  uvchan_send_t s;
+  uvchan_recv_t r;
+  int v = 0;
+
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_send(NULL, &ch, &v, nop_send), UV_EINVAL);
+  assert_int_equal(uvchan_send(&s, &ch, &v, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_send(&s, &ch, NULL, nop_send), UV_EINVAL); /* no value to copy */
+  assert_int_equal(uvchan_try_send(&ch, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_recv(NULL, &ch, &v, nop_recv), UV_EINVAL);
+  assert_int_equal(uvchan_recv(&r, &ch, &v, NULL), UV_EINVAL);
+  /* A request still pending cannot be started again. */
+  assert_int_equal(uvchan_recv(&r, &ch, &v, nop_recv), 0);
+  assert_int_equal(uvchan_recv(&r, &ch, &v, nop_recv), UV_EBUSY);
+  assert_int_equal(uvchan_cancel((uvchan_req_t*)&r), 0);
+  assert_int_equal(uvchan_recv(&r, &ch, &v, nop_recv), UV_EBUSY); /* queued, not yet delivered */
+  RUN(f);
+  assert_int_equal(uvchan_cancel(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_cancel((uvchan_req_t*)&r), UV_EINVAL); /* not pending */
+  assert_null(uvchan_req_task(NULL));
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+static void test_errors_select(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch, zero;
+  uvchan_select_t sel;
+  uvchan_case_t cases[2];
+  int v = 0;
+
+  memset(&zero, 0, sizeof(zero));
+  memset(&sel, 0, sizeof(sel));
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  cases[0] = (uvchan_case_t)UVCHAN_CASE_RECV(&ch, &v);
+  cases[1] = (uvchan_case_t)UVCHAN_CASE_RECV(NULL, &v);
+  assert_int_equal(uvchan_select(NULL, cases, 2, nop_sel), UV_EINVAL);
+  assert_int_equal(uvchan_select(&sel, cases, 2, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_select(&sel, NULL, 2, nop_sel), UV_EINVAL);
+  assert_int_equal(uvchan_select(&sel, cases + 1, 1, nop_sel), UV_EINVAL); /* only nil cases */
+  assert_int_equal(uvchan_select(&sel, cases, 0, nop_sel), UV_EINVAL);
+  cases[1] = (uvchan_case_t)UVCHAN_CASE_RECV(&zero, &v);
+  assert_int_equal(uvchan_select(&sel, cases, 2, nop_sel), UV_EINVAL); /* bad channel */
+  assert_int_equal(uvchan_try_select(cases, 2, NULL), UV_EINVAL);
+  cases[1] = (uvchan_case_t)UVCHAN_CASE_SEND(&ch, NULL);
+  assert_int_equal(uvchan_select(&sel, cases, 2, nop_sel), UV_EINVAL); /* send without value */
+  cases[1].op = (uvchan_op)7;
+  assert_int_equal(uvchan_select(&sel, cases, 2, nop_sel), UV_EINVAL); /* bad op */
+  assert_int_equal(uvchan_try_select(NULL, 1, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_try_select(cases, 0, NULL), UV_EAGAIN); /* select {default:} */
+  assert_int_equal(uvchan_select(&sel, cases, 1, nop_sel), 0);
+  assert_int_equal(uvchan_select(&sel, cases, 1, nop_sel), UV_EBUSY);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  RUN(f);
+}
+
+static void test_errors_wg(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_wg_t wg, zero;
+  uvchan_req_t req;
+  memset(&zero, 0, sizeof(zero));
+  memset(&req, 0, sizeof(req));
+  assert_int_equal(uvchan_wg_init(NULL, &wg), UV_EINVAL);
+  assert_int_equal(uvchan_wg_init(&f->ctx, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_wg_add(&zero, 1), UV_EINVAL);
+  assert_int_equal(uvchan_wg_done(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_wg_count(&zero), UV_EINVAL);
+  assert_int_equal(uvchan_wg_wait(&req, &zero, nop_req), UV_EINVAL);
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
+  assert_int_equal(uvchan_wg_done(&wg), UV_EINVAL); /* would go negative */
+  assert_int_equal(uvchan_wg_count(&wg), 0);
+  assert_int_equal(uvchan_wg_wait(NULL, &wg, nop_req), UV_EINVAL);
+  assert_int_equal(uvchan_wg_wait(&req, &wg, NULL), UV_EINVAL);
+}
+
+static void test_errors_timer(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_timer_t t, zero;
+  memset(&zero, 0, sizeof(zero));
+  assert_int_equal(uvchan_timer_after(NULL, &t, 1), UV_EINVAL);
+  assert_int_equal(uvchan_timer_after(&f->ctx, NULL, 1), UV_EINVAL);
+  assert_int_equal(uvchan_timer_ticker(&f->ctx, &t, 0), UV_EINVAL);
+  assert_int_equal(uvchan_timer_stop(&zero), UV_EINVAL);
+  assert_int_equal(uvchan_timer_close(&zero, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_timer_stop(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 1), 0);
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  assert_int_equal(uvchan_timer_close(&t, NULL), UV_EINVAL); /* already closing */
+  RUN(f);
+}
+
+static void test_errors_task_calls_outside_task(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  uvchan_wg_t wg;
+  uvchan_case_t c[1];
+  uvchan_task_attr_t attr;
+  int v = 0;
+
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
+  c[0] = (uvchan_case_t)UVCHAN_CASE_RECV(&ch, &v);
+  assert_null(uvchan_task_self());
+  assert_int_equal(uvchan_task_send(&ch, &v), UV_EINVAL);
+  assert_int_equal(uvchan_task_send_timeout(&ch, &v, 1), UV_EINVAL);
+  assert_int_equal(uvchan_task_recv(&ch, &v), UV_EINVAL);
+  assert_int_equal(uvchan_task_recv_timeout(&ch, &v, 1), UV_EINVAL);
+  assert_int_equal(uvchan_task_select(c, 1, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_task_select_timeout(c, 1, 1, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_task_wg_wait(&wg), UV_EINVAL);
+  assert_int_equal(uvchan_task_sleep(1), UV_EINVAL);
+  assert_int_equal(uvchan_task_yield(), UV_EINVAL);
+  assert_int_equal(uvchan_task_exit(), UV_EINVAL);
+  assert_null(uvchan_task_name(NULL));
+  assert_int_equal(uvchan_task_id(NULL), 0);
+  /* spawn arguments */
+  assert_int_equal(uvchan_task_spawn(NULL, nop_task, NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, NULL, NULL, NULL), UV_EINVAL);
+  memset(&attr, 0, sizeof(attr));
+  attr.stack_size = 100; /* below UVCHAN_MIN_STACK_SIZE */
+  assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);
+  memset(&attr, 0, sizeof(attr));
+  attr.wg = (uvchan_wg_t*)&ch; /* not a wait group */
+  assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      TEST(test_errors_ctx),
+      TEST(test_errors_chan_init),
+      cmocka_unit_test(test_errors_chan_ops_null_and_uninitialised),
+      TEST(test_errors_request_args),
+      TEST(test_errors_select),
+      TEST(test_errors_wg),
+      TEST(test_errors_timer),
+      TEST(test_errors_task_calls_outside_task),
+  };
+  return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
+}

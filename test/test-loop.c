@@ -1,0 +1,285 @@
+/* How uvchan lives in a loop: delivery from the loop only, bounded batches, waiting keeps nothing
+ * alive, the deadlock report, and tracing. */
+#include "test-helpers.h"
+
+/* ---- a callback ping-pong: two chains bouncing a counter over two unbuffered channels ---- */
+
+typedef struct {
+  uvchan_t a, b;
+  uvchan_send_t ping_send, pong_send;
+  uvchan_recv_t ping_recv, pong_recv;
+  int ping_val, pong_val;
+  long rounds;
+  long limit;
+  int stop;
+  int in_start; /* set while our own code runs a start call, to catch synchronous callbacks */
+  int sync_calls;
+} pingpong_t;
+
+static void ping_recv_cb(uvchan_recv_t* req, int status);
+static void pong_recv_cb(uvchan_recv_t* req, int status);
+
+static void ping_sent(uvchan_send_t* req, int status) {
+  pingpong_t* p = req->data;
+  if (p->in_start)
+    p->sync_calls++;
+  assert_int_equal(status, 0);
+  p->in_start = 1;
+  assert_int_equal(uvchan_recv(&p->ping_recv, &p->b, &p->ping_val, ping_recv_cb), 0);
+  p->in_start = 0;
+}
+
+static void ping_recv_cb(uvchan_recv_t* req, int status) {
+  pingpong_t* p = req->data;
+  if (p->in_start)
+    p->sync_calls++;
+  assert_int_equal(status, 0);
+  p->rounds++;
+  if (p->stop || (p->limit && p->rounds >= p->limit)) {
+    uvchan_close(&p->a);
+    return;
+  }
+  p->in_start = 1;
+  assert_int_equal(uvchan_send(&p->ping_send, &p->a, &p->ping_val, ping_sent), 0);
+  p->in_start = 0;
+}
+
+static void pong_sent(uvchan_send_t* req, int status) {
+  pingpong_t* p = req->data;
+  assert_int_equal(status, 0);
+  assert_int_equal(uvchan_recv(&p->pong_recv, &p->a, &p->pong_val, pong_recv_cb), 0);
+}
+
+static void pong_recv_cb(uvchan_recv_t* req, int status) {
+  pingpong_t* p = req->data;
+  if (status == UV_EOF)
+    return;
+  assert_int_equal(status, 0);
+  p->pong_val++;
+  assert_int_equal(uvchan_send(&p->pong_send, &p->b, &p->pong_val, pong_sent), 0);
+}
+
+static void pingpong_start(fixture_t* f, pingpong_t* p) {
+  memset(p, 0, sizeof(*p));
+  assert_int_equal(uvchan_init(&f->ctx, &p->a, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &p->b, sizeof(int), 0), 0);
+  p->ping_send.data = p->pong_send.data = p->ping_recv.data = p->pong_recv.data = p;
+  assert_int_equal(uvchan_recv(&p->pong_recv, &p->a, &p->pong_val, pong_recv_cb), 0);
+  assert_int_equal(uvchan_send(&p->ping_send, &p->a, &p->ping_val, ping_sent), 0);
+}
+
+static void pingpong_end(pingpong_t* p) {
+  assert_int_equal(uvchan_destroy(&p->a), 0);
+  assert_int_equal(uvchan_destroy(&p->b), 0);
+}
+
+static void test_callbacks_start_requests_from_callbacks(void** state) {
+  fixture_t* f = FX(state);
+  pingpong_t p;
+  pingpong_start(f, &p);
+  p.limit = 10000;
+  RUN(f);
+  assert_int_equal(p.rounds, 10000);
+  assert_int_equal(p.ping_val, 10000); /* each round trip added one, in order */
+  assert_int_equal(p.sync_calls, 0);
+  pingpong_end(&p);
+}
+
+static void stop_timer_cb(uv_timer_t* t) {
+  pingpong_t* p = t->data;
+  p->stop = 1;
+}
+
+static void test_pingpong_never_starves_timers(void** state) {
+  fixture_t* f = FX(state);
+  pingpong_t p;
+  uv_timer_t timer;
+
+  pingpong_start(f, &p);
+  assert_int_equal(uvchan_ctx_set_batch(&f->ctx, 64), 0);
+  /* An endless ping-pong: only the timer can stop it, so it must get to run. */
+  assert_int_equal(uv_timer_init(&f->loop, &timer), 0);
+  timer.data = &p;
+  assert_int_equal(uv_timer_start(&timer, stop_timer_cb, 20, 0), 0);
+  RUN(f);
+  assert_true(p.stop);
+  assert_true(p.rounds > 0);
+  uv_close((uv_handle_t*)&timer, NULL);
+  RUN(f);
+  pingpong_end(&p);
+}
+
+static int idle_ticks;
+static void count_idle(uv_idle_t* h) {
+  (void)h;
+  idle_ticks++;
+}
+
+typedef struct {
+  uvchan_t* ch;
+  uvchan_recv_t r;
+  int v;
+  long n;
+} chain_t;
+
+static void chain_cb(uvchan_recv_t* req, int status) {
+  chain_t* c = req->data;
+  if (status != 0)
+    return;
+  c->n++;
+  uvchan_try_send(c->ch, &c->v);
+  uvchan_recv(&c->r, c->ch, &c->v, chain_cb);
+}
+
+static void test_completions_delivered_in_bounded_batches(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  chain_t c;
+  uv_idle_t idle;
+  int v = 0;
+
+  /* A receive whose callback re-arms itself on a value it re-sends never runs dry: with a batch
+   * of 10, other handles must still get one turn per 10 completions. */
+  assert_int_equal(uvchan_ctx_set_batch(&f->ctx, 10), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
+  c.ch = &ch;
+  c.n = 0;
+  c.r.data = &c;
+  assert_int_equal(uvchan_try_send(&ch, &v), 0);
+  assert_int_equal(uvchan_recv(&c.r, &ch, &c.v, chain_cb), 0);
+  idle_ticks = 0;
+  uv_idle_init(&f->loop, &idle);
+  uv_idle_start(&idle, count_idle);
+  while (c.n < 1000)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_true(idle_ticks >= 1000 / 10 - 2);
+  uv_close((uv_handle_t*)&idle, NULL);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  RUN(f);
+}
+
+static void nop_recv(uvchan_recv_t* req, int status) {
+  (void)req;
+  (void)status;
+}
+
+static void nop_send(uvchan_send_t* req, int status) {
+  (void)req;
+  (void)status;
+}
+
+static void test_waiting_alone_ends_run_and_is_reported(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t in, out;
+  uvchan_recv_t r;
+  uvchan_send_t s;
+  char buf[1024];
+  FILE* mem;
+  int v = 1;
+
+  assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &out, sizeof(int), 0), 0);
+  uvchan_set_name(&in, "in");
+  assert_int_equal(uvchan_recv(&r, &in, NULL, nop_recv), 0);
+  assert_int_equal(uvchan_send(&s, &out, &v, nop_send), 0);
+  assert_int_equal(RUN(f), 0); /* nothing can wake them: the run ends */
+  assert_int_equal(uvchan_ctx_walk_waiting(&f->ctx, NULL, NULL), 2);
+  mem = fmemopen(buf, sizeof(buf), "w");
+  assert_non_null(mem);
+  assert_int_equal(uvchan_ctx_report(&f->ctx, mem), 2);
+  fclose(mem);
+  assert_non_null(strstr(buf, "2 operations are waiting"));
+  assert_non_null(strstr(buf, "receive on channel \"in\""));
+  assert_non_null(strstr(buf, "send on channel 0x"));
+  assert_int_equal(uvchan_destroy(&in), 0);
+  assert_int_equal(uvchan_destroy(&out), 0);
+  RUN(f);
+  assert_int_equal(uvchan_ctx_report(&f->ctx, stderr), 0);
+}
+
+/* ---- trace ---- */
+
+typedef struct {
+  uvchan_trace_kind kinds[32];
+  uvchan_req_t* reqs[32];
+  uvchan_req_t* peers[32];
+  int n;
+} trace_log_t;
+
+static void trace_cb(const uvchan_trace_t* ev, void* arg) {
+  trace_log_t* log = arg;
+  log->kinds[log->n] = ev->kind;
+  log->reqs[log->n] = ev->req;
+  log->peers[log->n] = ev->peer;
+  log->n++;
+}
+
+static void test_trace_reports_each_event(void** state) {
+  fixture_t* f = FX(state);
+  trace_log_t log;
+  uvchan_t unbuf, buf;
+  uvchan_recv_t r, r2;
+  uvchan_send_t s;
+  int v = 1, out;
+
+  memset(&log, 0, sizeof(log));
+  assert_int_equal(uvchan_ctx_set_trace(&f->ctx, trace_cb, &log), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &unbuf, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &buf, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_recv(&r, &unbuf, &out, nop_recv), 0);     /* wait */
+  assert_int_equal(uvchan_send(&s, &unbuf, &v, nop_send), 0);       /* handshake */
+  assert_int_equal(uvchan_try_send(&buf, &v), 0);                   /* put */
+  assert_int_equal(uvchan_try_recv(&buf, &out), 0);                 /* take */
+  assert_int_equal(uvchan_recv(&r2, &buf, &out, nop_recv), 0);      /* wait */
+  assert_int_equal(uvchan_cancel((uvchan_req_t*)&r2), 0);           /* cancel */
+  assert_int_equal(uvchan_close(&buf), 0);                          /* close */
+  assert_int_equal(log.n, 7);
+  assert_int_equal(log.kinds[0], UVCHAN_TRACE_WAIT);
+  assert_ptr_equal(log.reqs[0], &r);
+  assert_int_equal(log.kinds[1], UVCHAN_TRACE_HANDSHAKE);
+  assert_ptr_equal(log.reqs[1], &s);
+  assert_ptr_equal(log.peers[1], &r);
+  assert_int_equal(log.kinds[2], UVCHAN_TRACE_PUT);
+  assert_null(log.reqs[2]);
+  assert_int_equal(log.kinds[3], UVCHAN_TRACE_TAKE);
+  assert_int_equal(log.kinds[4], UVCHAN_TRACE_WAIT);
+  assert_int_equal(log.kinds[5], UVCHAN_TRACE_CANCEL);
+  assert_int_equal(log.kinds[6], UVCHAN_TRACE_CLOSE);
+  assert_string_equal(uvchan_trace_kind_name(UVCHAN_TRACE_HANDSHAKE), "handshake");
+  assert_int_equal(uvchan_ctx_set_trace(&f->ctx, NULL, NULL), 0);
+  RUN(f);
+  assert_int_equal(uvchan_destroy(&unbuf), 0);
+  assert_int_equal(uvchan_destroy(&buf), 0);
+}
+
+static void test_trace_print_format(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  char buf[512];
+  FILE* mem = fmemopen(buf, sizeof(buf), "w");
+  int v = 4;
+
+  assert_non_null(mem);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 2), 0);
+  uvchan_set_name(&ch, "jobs");
+  assert_int_equal(uvchan_ctx_set_trace(&f->ctx, uvchan_trace_print, mem), 0);
+  assert_int_equal(uvchan_try_send(&ch, &v), 0);
+  fclose(mem);
+  assert_non_null(strstr(buf, "put"));
+  assert_non_null(strstr(buf, "chan jobs"));
+  assert_non_null(strstr(buf, "len=1"));
+  uvchan_ctx_set_trace(&f->ctx, NULL, NULL);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      TEST(test_callbacks_start_requests_from_callbacks),
+      TEST(test_pingpong_never_starves_timers),
+      TEST(test_completions_delivered_in_bounded_batches),
+      TEST(test_waiting_alone_ends_run_and_is_reported),
+      TEST(test_trace_reports_each_event),
+      TEST(test_trace_print_format),
+  };
+  return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+}
