@@ -1,0 +1,243 @@
+/* Select from tasks, and timer channels (after, ticker). */
+#include "test-helpers.h"
+
+static uvchan_ctx_t* CTX;
+static int ran;
+
+/* TestSelectStress: 4 channels, each with a sender task and a receiver task doing selects in
+ * which cases are switched off (NULL) once their quota is done. */
+enum { STRESS_N = 20000 };
+static uvchan_t sc[4];
+
+static void stress_sender(void* arg) {
+  int sent[4] = {0, 0, 0, 0}, v = 0;
+  uvchan_case_t c[4];
+  (void)arg;
+  for (;;) {
+    int live = 0;
+    for (int i = 0; i < 4; i++) {
+      c[i] = (uvchan_case_t)UVCHAN_CASE_SEND(sent[i] < STRESS_N ? &sc[i] : NULL, &v);
+      live += sent[i] < STRESS_N;
+    }
+    if (!live)
+      break;
+    int idx = uvchan_task_select(c, 4, NULL);
+    assert_true(idx >= 0 && idx < 4);
+    sent[idx]++;
+    v++;
+  }
+}
+
+static long stress_got[4];
+static void stress_receiver(void* arg) {
+  uvchan_case_t c[4];
+  int v;
+  (void)arg;
+  for (;;) {
+    int live = 0;
+    for (int i = 0; i < 4; i++) {
+      c[i] = (uvchan_case_t)UVCHAN_CASE_RECV(stress_got[i] < STRESS_N ? &sc[i] : NULL, &v);
+      live += stress_got[i] < STRESS_N;
+    }
+    if (!live)
+      break;
+    int st;
+    int idx = uvchan_task_select(c, 4, &st);
+    assert_int_equal(st, 0);
+    stress_got[idx]++;
+  }
+}
+
+static void test_select_task_stress(void** state) {
+  fixture_t* f = FX(state);
+  size_t caps[4] = {0, 1, 3, 10};
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(uvchan_init(&f->ctx, &sc[i], sizeof(int), caps[i]), 0);
+    stress_got[i] = 0;
+  }
+  assert_int_equal(uvchan_task_spawn(&f->ctx, stress_sender, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, stress_receiver, NULL, NULL), 0);
+  RUN(f);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(stress_got[i], STRESS_N);
+    assert_int_equal(uvchan_destroy(&sc[i]), 0);
+  }
+}
+
+/* select7: a blocked select is completed by a plain send, a plain receive, or another select. */
+static uvchan_t s7;
+static void s7_recv_select(void* arg) {
+  int v = 0, st;
+  uvchan_case_t c[2] = {UVCHAN_CASE_RECV(&s7, &v), UVCHAN_CASE_RECV(NULL, &v)};
+  (void)arg;
+  assert_int_equal(uvchan_task_select(c, 2, &st), 0);
+  assert_int_equal(v, 77);
+  ran++;
+}
+static void s7_send_plain(void* arg) {
+  int v = 77;
+  (void)arg;
+  assert_int_equal(uvchan_task_send(&s7, &v), 0);
+}
+static void s7_send_select(void* arg) {
+  int v = 77;
+  uvchan_case_t c[1] = {UVCHAN_CASE_SEND(&s7, &v)};
+  (void)arg;
+  assert_int_equal(uvchan_task_select(c, 1, NULL), 0);
+}
+
+static void test_select_task_select7(void** state) {
+  fixture_t* f = FX(state);
+  ran = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &s7, sizeof(int), 0), 0);
+  /* receiving select first, then a plain send */
+  uvchan_task_spawn(&f->ctx, s7_recv_select, NULL, NULL);
+  uvchan_task_spawn(&f->ctx, s7_send_plain, NULL, NULL);
+  RUN(f);
+  /* plain send first, then the select */
+  uvchan_task_spawn(&f->ctx, s7_send_plain, NULL, NULL);
+  uvchan_task_spawn(&f->ctx, s7_recv_select, NULL, NULL);
+  RUN(f);
+  /* select against select */
+  uvchan_task_spawn(&f->ctx, s7_recv_select, NULL, NULL);
+  uvchan_task_spawn(&f->ctx, s7_send_select, NULL, NULL);
+  RUN(f);
+  assert_int_equal(ran, 3);
+  assert_int_equal(uvchan_destroy(&s7), 0);
+}
+
+/* Timeout pattern: a slow reply against a deadline. */
+static void slow_reply(void* arg) {
+  int v = 1;
+  uvchan_task_sleep(50);
+  uvchan_task_send(arg, &v); /* nobody listens any more: cancelled at teardown */
+}
+
+static void asker(void* arg) {
+  uvchan_t* reply = arg;
+  uvchan_timer_t after;
+  int v = 0, st;
+  assert_int_equal(uvchan_timer_after(CTX, &after, 10), 0);
+  uint64_t tv;
+  uvchan_case_t c[2] = {UVCHAN_CASE_RECV(reply, &v), UVCHAN_CASE_RECV(&after.chan, &tv)};
+  assert_int_equal(uvchan_task_select(c, 2, &st), 1); /* the timer wins */
+  assert_int_equal(st, 0);
+  /* and the timeout variant of select */
+  assert_int_equal(uvchan_task_select_timeout(c, 1, 5, &st), UV_ETIMEDOUT);
+  /* after() closes its channel after its one value */
+  assert_int_equal(uvchan_task_recv(&after.chan, &tv), UV_EOF);
+  uvchan_timer_close(&after, NULL);
+  ran = 1;
+}
+
+static void test_select_task_timeout_pattern(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t reply;
+  CTX = &f->ctx;
+  ran = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &reply, sizeof(int), 0), 0);
+  uvchan_task_spawn(&f->ctx, asker, &reply, NULL);
+  uvchan_task_spawn(&f->ctx, slow_reply, &reply, NULL);
+  RUN(f);
+  assert_int_equal(ran, 1);
+  assert_int_equal(uvchan_waiting_senders(&reply), 1); /* the late reply still waits */
+  assert_int_equal(uvchan_destroy(&reply), 0);
+  RUN(f);
+}
+
+/* Select with a default in a task, and a deadline-only select (all cases switched off). */
+static void defaults(void* arg) {
+  uvchan_t* ch = arg;
+  int v;
+  uvchan_case_t c[1] = {UVCHAN_CASE_RECV(ch, &v)};
+  assert_int_equal(uvchan_try_select(c, 1, NULL), UV_EAGAIN);
+  c[0].chan = NULL;
+  assert_int_equal(uvchan_task_select_timeout(c, 1, 3, NULL), UV_ETIMEDOUT);
+  assert_int_equal(uvchan_task_select(c, 1, NULL), UV_EINVAL); /* select {} would hang */
+  ran = 1;
+}
+
+static void test_select_task_default_and_nil(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  ran = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  uvchan_task_spawn(&f->ctx, defaults, &ch, NULL);
+  RUN(f);
+  assert_int_equal(ran, 1);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+/* Quit channel: a worker that stops when `done` closes. */
+static long work_done;
+static void quitter_worker(void* arg) {
+  uvchan_t* done = arg;
+  uvchan_case_t c[1] = {UVCHAN_CASE_RECV(done, NULL)};
+  for (;;) {
+    if (uvchan_try_select(c, 1, NULL) == 0)
+      return; /* done is closed */
+    work_done++;
+    uvchan_task_sleep(1);
+  }
+}
+
+static void test_select_task_quit_channel(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t done;
+  uvchan_timer_t t;
+  uint64_t tv;
+  work_done = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &done, 0, 0), 0);
+  uvchan_task_spawn(&f->ctx, quitter_worker, &done, NULL);
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 20), 0);
+  while (uvchan_try_recv(&t.chan, &tv) != 0)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  uvchan_close(&done);
+  RUN(f);
+  assert_true(work_done > 0);
+  assert_int_equal(uvchan_ctx_walk_waiting(&f->ctx, NULL, NULL), 0);
+  uvchan_timer_close(&t, NULL);
+  assert_int_equal(uvchan_destroy(&done), 0);
+  RUN(f);
+}
+
+static void stop_self(uv_timer_t* t) {
+  uv_timer_stop(t);
+}
+
+/* Ticker: drops ticks while the receiver lags, and stops. */
+static void test_select_task_ticker_drops_and_stops(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_timer_t tick;
+  uv_timer_t stop;
+  uint64_t tv;
+  int n = 0;
+  assert_int_equal(uvchan_timer_ticker(&f->ctx, &tick, 2), 0);
+  uv_timer_init(&f->loop, &stop);
+  uv_timer_start(&stop, stop_self, 30, 0);
+  /* Nobody receives for 30 ms: ~15 ticks fire but the channel keeps one. */
+  while (uv_is_active((uv_handle_t*)&stop))
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(uvchan_len(&tick.chan), 1);
+  while (uvchan_try_recv(&tick.chan, &tv) == 0)
+    n++;
+  assert_int_equal(n, 1);
+  assert_int_equal(uvchan_timer_stop(&tick), 0);
+  RUN(f); /* a stopped ticker keeps the loop alive no more */
+  assert_int_equal(uvchan_len(&tick.chan), 0);
+  uv_close((uv_handle_t*)&stop, NULL);
+  assert_int_equal(uvchan_timer_close(&tick, NULL), 0);
+  RUN(f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      TEST(test_select_task_stress),
+      TEST(test_select_task_select7),
+      TEST(test_select_task_timeout_pattern),
+      TEST(test_select_task_default_and_nil),
+      TEST(test_select_task_quit_channel),
+      TEST(test_select_task_ticker_drops_and_stops),
+  };
+  return cmocka_run_group_tests_name("select-task", tests, NULL, NULL);
+}
