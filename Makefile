@@ -29,7 +29,7 @@ test: build
 test-sanitize: deps
 	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
 	cmake --build build-sanitize -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-sanitize --output-on-failure -j $(JOBS)
 
 test-valgrind: build

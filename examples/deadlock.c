@@ -31,7 +31,7 @@ static void consumer(void* arg) {
 
 int main(void) {
   uv_loop_t* loop = uv_default_loop();
-  uvchan_task_attr_t p = {0, "producer", NULL}, c = {0, "consumer", NULL};
+  uvchan_task_attr_t p = {.name = "producer"}, c = {.name = "consumer"};
 
   uvchan_ctx_init(loop, &ctx);
   uvchan_init(&ctx, &ch, sizeof(int), 0);

@@ -19,7 +19,7 @@ static void producer(void* arg) {
 static void dry_run(void* arg) {
   uvchan_t ch;
   int val1, val2;
-  uvchan_task_attr_t attr = {0, "producer", NULL};
+  uvchan_task_attr_t attr = {.name = "producer"};
   (void)arg;
   uvchan_init(&ctx, &ch, sizeof(int), 0);    /* ch := make(chan int) */
   uvchan_task_spawn(&ctx, producer, &ch, &attr); /* go producer(ch) */
@@ -96,7 +96,7 @@ static void backpressure(void* arg) {
 /* Runs the three programs one after another, as one task waiting for each in turn. */
 static void run_all(void* arg) {
   uvchan_wg_t wg;
-  uvchan_task_attr_t attr = {0, NULL, &wg};
+  uvchan_task_attr_t attr = {.wg = &wg};
   (void)arg;
   uvchan_wg_init(&ctx, &wg);
   uvchan_task_spawn(&ctx, dry_run, NULL, &attr);

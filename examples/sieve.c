@@ -37,7 +37,7 @@ static int nprimes = 100;
 static void sieve(void* arg) {
   uvchan_t* chans = calloc((size_t)nprimes + 1, sizeof(uvchan_t));
   filter_t* filters = calloc((size_t)nprimes, sizeof(filter_t));
-  uvchan_task_attr_t small = {16 * 1024, NULL, NULL};
+  uvchan_task_attr_t small = {.stack_size = 16 * 1024};
   int p = 0;
   (void)arg;
 

@@ -37,7 +37,7 @@ static void feed(void* arg) {
 }
 
 static void boss(void* arg) {
-  uvchan_task_attr_t attr = {0, "worker", &workers_done};
+  uvchan_task_attr_t attr = {.name = "worker", .wg = &workers_done};
   result_t r;
   int sum = 0, n = 0;
   (void)arg;

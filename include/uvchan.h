@@ -468,6 +468,9 @@ struct uvchan_task_attr_s {
   size_t stack_size; /* 0: UVCHAN_DEFAULT_STACK_SIZE; rounded up to pages */
   const char* name;  /* for reports and traces; not copied */
   uvchan_wg_t* wg;   /* if set: uvchan_wg_add(wg, 1) now, uvchan_wg_done(wg) when the task ends */
+  int guard_page;    /* 1: a PROT_NONE page under the stack, so an overflow faults at once. Each
+                        costs a kernel mapping: about 30k such tasks fit under Linux's default
+                        vm.max_map_count. 0: a canary checked at every switch (the default) */
 };
 
 /* Starts `fn(arg)` as a task: a coroutine on ctx's loop, resumed from the loop, that can block in

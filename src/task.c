@@ -15,8 +15,9 @@
  * Overflow. Without guard pages, the lowest 16 bytes of each stack are a canary that must read
  * zero; it is checked at every switch out of the task, and a task that overwrote it aborts the
  * process with a message. Reading it maps the shared zero page, so the check costs no memory.
- * Building with UVCHAN_STACK_GUARD adds a PROT_NONE page below every stack (one more mapping per
- * stack: then about 30k tasks fit under the default vm.max_map_count). */
+ * A task spawned with attr.guard_page (or every task, when built with UVCHAN_STACK_GUARD) gets a
+ * PROT_NONE page below its stack instead: certain detection, at one more mapping per stack (then
+ * about 30k tasks fit under the default vm.max_map_count). */
 #include "uvchan-internal.h"
 #include "fiber.h"
 
@@ -80,6 +81,7 @@ struct uvchan_task_s {
 struct uvchan__pool_s {
   struct uvchan__pool_s* next;
   size_t size;   /* bytes per stack, guard page included, a multiple of the page size */
+  size_t guard;  /* bytes of PROT_NONE guard at the bottom of each stack (0 or a page) */
   char* carve;   /* next unused stack in the newest chunk */
   size_t carve_left;
   void** free;   /* LIFO of free stacks: the most recently used is reused first */
@@ -111,11 +113,6 @@ static size_t uvchan__page_size(void) {
   return page;
 }
 
-#if defined(UVCHAN_STACK_GUARD)
-#define UVCHAN__GUARD_BYTES uvchan__page_size()
-#else
-#define UVCHAN__GUARD_BYTES 0
-#endif
 
 /* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
 #define UVCHAN__TASK_BYTES ((sizeof(uvchan_task_t) + 63) & ~(size_t)63)
@@ -164,30 +161,30 @@ static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
   s = pool->carve;
   pool->carve += pool->size;
   pool->carve_left--;
-#if defined(UVCHAN_STACK_GUARD)
-  if (mprotect(s, UVCHAN__GUARD_BYTES, PROT_NONE) != 0)
-    return NULL;
-#endif
+  if (pool->guard != 0 && mprotect(s, pool->guard, PROT_NONE) != 0)
+    return NULL; /* typically ENOMEM: vm.max_map_count reached */
   return s;
 }
 
 static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s) {
   if (pool->nfree >= UVCHAN__POOL_KEEP_HOT)
-    (void)madvise(s + UVCHAN__GUARD_BYTES, pool->size - UVCHAN__GUARD_BYTES, MADV_DONTNEED);
+    (void)madvise(s + pool->guard, pool->size - pool->guard, MADV_DONTNEED);
   if (uvchan__grow(&pool->free, &pool->capfree, pool->nfree + 1) != 0)
     return; /* the stack stays unused in its chunk until the chunk is unmapped */
   pool->free[pool->nfree++] = s;
 }
 
-static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t size) {
+static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t size,
+                                                size_t guard) {
   struct uvchan__pool_s* p;
   for (p = rt->pools; p != NULL; p = p->next)
-    if (p->size == size)
+    if (p->size == size && p->guard == guard)
       return p;
   p = calloc(1, sizeof(*p));
   if (p == NULL)
     return NULL;
   p->size = size;
+  p->guard = guard;
   p->next = rt->pools;
   rt->pools = p;
   return p;
@@ -272,7 +269,7 @@ void uvchan__task_resume(uvchan_req_t* req) {
   UVCHAN__ASAN_FINISH(rt->sched_fake, NULL, NULL);
   uvchan__current = NULL;
   if (t->state == UVCHAN__TASK_DEAD)
-    uvchan__stack_put(t->pool, t->stack_lo - UVCHAN__GUARD_BYTES);
+    uvchan__stack_put(t->pool, t->stack_lo - t->pool->guard);
 }
 
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req) {
@@ -297,6 +294,7 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   struct uvchan__rt_s* rt;
   struct uvchan__pool_s* pool;
   uvchan_task_t* t;
+  size_t guard;
   char* s;
 
   if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
@@ -306,8 +304,12 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   if (attr != NULL && attr->wg != NULL &&
       (attr->wg->magic_ != UVCHAN__WG_MAGIC || attr->wg->ctx_ != ctx))
     return UV_EINVAL;
-  size = (size + page - 1) & ~(page - 1);
-  size += UVCHAN__GUARD_BYTES;
+#if defined(UVCHAN_STACK_GUARD)
+  guard = page;
+#else
+  guard = attr != NULL && attr->guard_page ? page : 0;
+#endif
+  size = ((size + page - 1) & ~(page - 1)) + guard;
 
   rt = (struct uvchan__rt_s*)ctx->pools_;
   if (rt == NULL) {
@@ -316,7 +318,7 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
       return UV_ENOMEM;
     ctx->pools_ = rt;
   }
-  pool = uvchan__pool_for(rt, size);
+  pool = uvchan__pool_for(rt, size, guard);
   if (pool == NULL)
     return UV_ENOMEM;
   s = uvchan__stack_get(pool);
@@ -329,7 +331,7 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   t->fn = fn;
   t->arg = arg;
   t->pool = pool;
-  t->stack_lo = s + UVCHAN__GUARD_BYTES;
+  t->stack_lo = s + guard;
   t->id = ctx->next_task_id_++;
   if (attr != NULL) {
     t->name = attr->name;

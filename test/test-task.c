@@ -111,7 +111,7 @@ static void chain_main(void* arg) {
   enum { N = 10000 };
   uvchan_t* chans = calloc(N + 1, sizeof(uvchan_t));
   link_t* links = calloc(N, sizeof(link_t));
-  uvchan_task_attr_t attr = {16 * 1024, NULL, NULL};
+  uvchan_task_attr_t attr = {.stack_size = 16 * 1024};
   int one = 1;
   (void)arg;
   for (int i = 0; i <= N; i++)
@@ -306,7 +306,7 @@ static void test_task_testchan_matrix(void** state) {
       int* seen = calloc(P * 1000, sizeof(int));
       mat_t ms[P], mr[P];
       uvchan_wg_t wg;
-      uvchan_task_attr_t attr = {0, NULL, &wg};
+      uvchan_task_attr_t attr = {.wg = &wg};
       assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), cap), 0);
       assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
       for (int p = 0; p < P; p++) {
@@ -356,9 +356,9 @@ static void mc_main(void* arg) {
   uvchan_t q, r;
   uvchan_wg_t wg;
   mc_t m = {&q, &r};
-  uvchan_task_attr_t attr = {0, NULL, &wg};
+  uvchan_task_attr_t attr = {.wg = &wg};
   uvchan_wg_t cwg;
-  uvchan_task_attr_t cattr = {0, NULL, &cwg};
+  uvchan_task_attr_t cattr = {.wg = &cwg};
   long expect_s = 0;
   (void)arg;
   uvchan_init(CTX, &q, sizeof(int), NWORK * 3);
@@ -409,7 +409,7 @@ static void waits_for_group(void* arg) {
 static void test_task_exit_while_others_wait_on_it(void** state) {
   fixture_t* f = FX(state);
   uvchan_wg_t wg;
-  uvchan_task_attr_t attr = {0, "quitter", &wg};
+  uvchan_task_attr_t attr = {.name = "quitter", .wg = &wg};
   int counter = 0;
   ran = 0;
   assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
@@ -457,7 +457,7 @@ static void parked_forever(void* arg) {
 static void test_task_teardown_with_parked_tasks(void** state) {
   fixture_t* f = FX(state);
   uvchan_t ch;
-  uvchan_task_attr_t attr = {0, "parked", NULL};
+  uvchan_task_attr_t attr = {.name = "parked"};
   cancelled = 0;
   assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
   for (int i = 0; i < 100; i++)
@@ -513,7 +513,7 @@ static void named(void* arg) {
 
 static void test_task_name_and_id(void** state) {
   fixture_t* f = FX(state);
-  uvchan_task_attr_t attr = {0, "alpha", NULL};
+  uvchan_task_attr_t attr = {.name = "alpha"};
   ran = 0;
   assert_int_equal(uvchan_task_spawn(&f->ctx, named, NULL, &attr), 0);
   RUN(f);
@@ -567,34 +567,63 @@ static int depth(int n) {
   return n <= 0 ? pad[0] : depth(n - 1) + pad[0];
 }
 
-static void overflow(void* arg) {
+static void deep_recursion(void* arg) {
   (void)arg;
   depth(1000); /* ~512 KB of frames on a 16 KB stack */
   uvchan_task_yield();
 }
 
-static void test_task_stack_overflow_detected(void** state) {
+static void big_frame(void* arg) {
+  volatile char buf[24 * 1024]; /* written through, past the bottom of a 16 KB stack */
+  (void)arg;
+  for (size_t i = 0; i < sizeof(buf); i++)
+    buf[sizeof(buf) - 1 - i] = (char)0xab;
+  uvchan_task_yield();
+}
+
+/* Runs `fn` on a small stack in a child process; returns how the child ended. */
+static int overflow_in_child(uvchan_task_fn fn, int guard_page) {
   pid_t pid;
   int status;
-  (void)state;
   fflush(NULL);
   pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
     uv_loop_t loop;
     uvchan_ctx_t ctx;
-    uvchan_task_attr_t attr = {UVCHAN_MIN_STACK_SIZE * 2, "deep", NULL};
-    freopen("/dev/null", "w", stderr);
+    uvchan_task_attr_t filler = {.stack_size = UVCHAN_MIN_STACK_SIZE * 2, .name = "filler", .guard_page = guard_page};
+    uvchan_task_attr_t attr = {.stack_size = UVCHAN_MIN_STACK_SIZE * 2, .name = "deep", .guard_page = guard_page};
+    if (freopen("/dev/null", "w", stderr) == NULL)
+      _exit(3);
     uv_loop_init(&loop);
     uvchan_ctx_init(&loop, &ctx);
-    uvchan_task_spawn(&ctx, overflow, NULL, &attr);
+    uvchan_task_spawn(&ctx, set_ran, NULL, &filler); /* so the victim's stack is not the first */
+    uvchan_task_spawn(&ctx, fn, NULL, &attr);
     uv_run(&loop, UV_RUN_DEFAULT);
     _exit(0); /* not detected: the parent fails the test */
   }
   assert_int_equal(waitpid(pid, &status, 0), pid);
-  /* Either the canary check aborts, or the overflow runs past the reservation and faults. */
-  assert_true(WIFSIGNALED(status));
-  assert_true(WTERMSIG(status) == SIGABRT || WTERMSIG(status) == SIGSEGV);
+  return status;
+}
+
+/* Never a clean exit: the canary check aborts, a guard page or unmapped memory faults, or (under
+ * AddressSanitizer) ASan reports the fault and exits non-zero. */
+static void assert_died(int status) {
+  if (WIFSIGNALED(status))
+    assert_true(WTERMSIG(status) == SIGABRT || WTERMSIG(status) == SIGSEGV);
+  else
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+}
+
+static void test_task_stack_overflow_canary(void** state) {
+  (void)state;
+  assert_died(overflow_in_child(big_frame, 0));
+}
+
+static void test_task_stack_overflow_guard_page(void** state) {
+  (void)state;
+  assert_died(overflow_in_child(deep_recursion, 1));
+  assert_died(overflow_in_child(big_frame, 1));
 }
 
 int main(void) {
@@ -616,7 +645,8 @@ int main(void) {
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
       TEST(test_task_100k_parked),
-      cmocka_unit_test(test_task_stack_overflow_detected),
+      cmocka_unit_test(test_task_stack_overflow_canary),
+      cmocka_unit_test(test_task_stack_overflow_guard_page),
   };
   return cmocka_run_group_tests_name("task", tests, NULL, NULL);
 }
