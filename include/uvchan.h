@@ -457,7 +457,9 @@ UVCHAN_EXTERN int uvchan_timer_ticker(uvchan_ctx_t* ctx, uvchan_timer_t* timer, 
 /* Stops the clock; the channel stays open and keeps what it holds. */
 UVCHAN_EXTERN int uvchan_timer_stop(uvchan_timer_t* timer);
 /* Stops, destroys the channel (waiting receivers get UV_ECANCELED) and closes the libuv timer;
- * `cb` (may be NULL) runs from the loop when the struct may be freed. */
+ * `cb` (may be NULL) runs from the loop when the struct may be freed. Until then the struct must
+ * stay valid: a timer closed by a task must not live on that task's stack if the task returns
+ * before `cb`. */
 UVCHAN_EXTERN int uvchan_timer_close(uvchan_timer_t* timer, uvchan_timer_close_cb cb);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -561,10 +561,14 @@ static void test_task_100k_parked(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* Called through a volatile pointer so no compiler turns the recursion into a loop. */
+static int depth(int n);
+static int (*volatile depth_fp)(int) = depth;
 static int depth(int n) {
   volatile char pad[512];
   pad[0] = (char)n;
-  return n <= 0 ? pad[0] : depth(n - 1) + pad[0];
+  pad[511] = (char)n;
+  return n <= 0 ? pad[0] : depth_fp(n - 1) + pad[0] + pad[511];
 }
 
 static void deep_recursion(void* arg) {
