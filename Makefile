@@ -3,7 +3,6 @@
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
-DEMOS      := handshake worker backpressure seed_tasks deadlock
 
 .PHONY: all deps build demo test test-sanitize test-valgrind bench fuzz stress clean
 
@@ -19,7 +18,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	@for d in $(DEMOS); do \
+	@for d in handshake worker backpressure seed_tasks "sieve 20" deadlock; do \
 	  echo; echo "==== build/examples/$$d"; ./$(BUILD)/examples/$$d || exit 1; \
 	done
 
