@@ -1,0 +1,3 @@
+module uvchanpeer
+
+go 1.19

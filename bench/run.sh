@@ -1,0 +1,39 @@
+#!/bin/sh
+# make bench: uvchan's workloads and the Go peer's, run alternately three times on this machine;
+# prints the median of each and the ratio uvchan / Go.   usage: bench/run.sh BUILD_DIR
+set -e
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+export GOMAXPROCS=1 GOCACHE="$PWD/$build/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
+(cd "$here/peers/go" && go build -o "$OLDPWD/$build/bench/go-peer" .)
+c="$build/bench/uvchan-bench"
+g="$build/bench/go-peer"
+for run in 1 2 3; do
+  for w in pingpong buffered pipeline select sieve parked; do
+    "$c" -w $w >> "$out/c.txt"
+    "$g" -w $w >> "$out/go.txt"
+  done
+  for w in pingpong_cb buffered_cb parked_cb scale; do "$c" -w $w >> "$out/c.txt"; done
+done
+# median of field 3 per workload name (field 1); scale lines are keyed by their waiting count
+median() { # file key
+  awk -v k="$2" '{key=$1; if ($1=="scale") {w=$5; gsub(/[(]/, "", w); key="scale_" w}} key==k {print $3}' "$1" | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'
+}
+printf '%-14s %12s %12s %8s %8s\n' workload uvchan go ratio target
+row() { # key go-key unit target
+  cv=$(median "$out/c.txt" "$1"); gv=$(median "$out/go.txt" "$2")
+  if [ -n "$gv" ]; then r=$(awk -v a="$cv" -v b="$gv" 'BEGIN {printf "%.3f", a/b}'); else r=-; gv=-; fi
+  printf '%-14s %12s %12s %8s %8s  %s\n' "$1" "$cv" "$gv" "$r" "$4" "$3"
+}
+row pingpong pingpong ns/roundtrip 0.25
+row buffered1024 buffered1024 ns/item 0.25
+row pipeline4 pipeline4 ns/item/stage 0.25
+row select4 select4 ns/op 0.35
+row sieve sieve ms 0.35
+row parked parked bytes/task "4.5KB"
+row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
+row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
+row parked_cb - bytes/request "128B"
+for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done

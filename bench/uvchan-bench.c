@@ -1,0 +1,477 @@
+/* uvchan's benchmarks: the same workloads as bench/peers/go, one line per run:
+ *   <workload> <n> <value> <unit> [details]
+ * usage: uvchan-bench -w WORKLOAD|all [-n N] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uvchan.h"
+
+static uv_loop_t loop;
+static uvchan_ctx_t ctx;
+static long N = 1000000;
+
+static double now_ns(void) {
+  return (double)uv_hrtime();
+}
+
+static void ctx_open(void) {
+  uv_loop_init(&loop);
+  uvchan_ctx_init(&loop, &ctx);
+}
+
+static void ctx_done(void) {
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uvchan_ctx_close(&ctx, NULL) != 0) {
+    fprintf(stderr, "uvchan-bench: context still busy\n");
+    exit(1);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
+/* Resident set size in bytes, from /proc/self/statm. */
+static long rss_bytes(void) {
+  long pages = 0, resident = 0;
+  FILE* f = fopen("/proc/self/statm", "r");
+  if (f == NULL)
+    return 0;
+  if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+    resident = 0;
+  fclose(f);
+  return resident * 4096;
+}
+
+/* ---- pingpong (tasks) ---- */
+
+static uvchan_t pa, pb;
+static double t0, t1;
+
+static void pong(void* arg) {
+  long v;
+  (void)arg;
+  while (uvchan_task_recv(&pa, &v) == 0) {
+    v++;
+    uvchan_task_send(&pb, &v);
+  }
+  uvchan_close(&pb);
+}
+
+static void ping(void* arg) {
+  long v;
+  (void)arg;
+  t0 = now_ns();
+  for (long i = 0; i < N; i++) {
+    uvchan_task_send(&pa, &i);
+    uvchan_task_recv(&pb, &v);
+  }
+  t1 = now_ns();
+  uvchan_close(&pa);
+}
+
+static void bench_pingpong(void) {
+  ctx_open();
+  uvchan_init(&ctx, &pa, sizeof(long), 0);
+  uvchan_init(&ctx, &pb, sizeof(long), 0);
+  uvchan_task_spawn(&ctx, pong, NULL, NULL);
+  uvchan_task_spawn(&ctx, ping, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("pingpong %ld %.1f ns/roundtrip\n", N, (t1 - t0) / (double)N);
+  uvchan_destroy(&pa);
+  uvchan_destroy(&pb);
+  ctx_done();
+}
+
+/* ---- buffered (tasks): cap 1024, N*10 items ---- */
+
+static uvchan_t bc, bdone;
+
+static void bsum(void* arg) {
+  long v, s = 0;
+  (void)arg;
+  while (uvchan_task_recv(&bc, &v) == 0)
+    s += v;
+  uvchan_task_send(&bdone, &s);
+}
+
+static void bprod(void* arg) {
+  long items = N * 10, s;
+  (void)arg;
+  t0 = now_ns();
+  for (long i = 0; i < items; i++)
+    uvchan_task_send(&bc, &i);
+  uvchan_close(&bc);
+  uvchan_task_recv(&bdone, &s);
+  t1 = now_ns();
+  if (s != items * (items - 1) / 2)
+    fprintf(stderr, "buffered: wrong sum\n"), exit(1);
+}
+
+static void bench_buffered(void) {
+  ctx_open();
+  uvchan_init(&ctx, &bc, sizeof(long), 1024);
+  uvchan_init(&ctx, &bdone, sizeof(long), 0);
+  uvchan_task_spawn(&ctx, bsum, NULL, NULL);
+  uvchan_task_spawn(&ctx, bprod, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("buffered1024 %ld %.1f ns/item\n", N * 10, (t1 - t0) / (double)(N * 10));
+  uvchan_destroy(&bc);
+  uvchan_destroy(&bdone);
+  ctx_done();
+}
+
+/* ---- pipeline (tasks): 4 stages of unbuffered channels ---- */
+
+enum { STAGES = 4 };
+static uvchan_t pipe_ch[STAGES + 1];
+
+static void stage(void* arg) {
+  long k = (long)(intptr_t)arg, v;
+  while (uvchan_task_recv(&pipe_ch[k], &v) == 0) {
+    v = v * 2 % 1000003;
+    uvchan_task_send(&pipe_ch[k + 1], &v);
+  }
+  uvchan_close(&pipe_ch[k + 1]);
+}
+
+static void pipe_src(void* arg) {
+  (void)arg;
+  for (long i = 0; i < N; i++)
+    uvchan_task_send(&pipe_ch[0], &i);
+  uvchan_close(&pipe_ch[0]);
+}
+
+static void pipe_sink(void* arg) {
+  long v, cnt = 0;
+  (void)arg;
+  t0 = now_ns();
+  while (uvchan_task_recv(&pipe_ch[STAGES], &v) == 0)
+    cnt++;
+  t1 = now_ns();
+  if (cnt != N)
+    fprintf(stderr, "pipeline: lost items\n"), exit(1);
+}
+
+static void bench_pipeline(void) {
+  ctx_open();
+  for (int i = 0; i <= STAGES; i++)
+    uvchan_init(&ctx, &pipe_ch[i], sizeof(long), 0);
+  for (long s = 0; s < STAGES; s++)
+    uvchan_task_spawn(&ctx, stage, (void*)(intptr_t)s, NULL);
+  uvchan_task_spawn(&ctx, pipe_sink, NULL, NULL);
+  uvchan_task_spawn(&ctx, pipe_src, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("pipeline%d %ld %.1f ns/item/stage\n", STAGES, N, (t1 - t0) / (double)(N * STAGES));
+  for (int i = 0; i <= STAGES; i++)
+    uvchan_destroy(&pipe_ch[i]);
+  ctx_done();
+}
+
+/* ---- select (tasks): send to one of 4 buffered channels, select-receive from all 4 ---- */
+
+static void select_task(void* arg) {
+  uvchan_t cs[4];
+  long v;
+  (void)arg;
+  for (int i = 0; i < 4; i++)
+    uvchan_init(&ctx, &cs[i], sizeof(long), 1);
+  uvchan_case_t cases[4] = {UVCHAN_CASE_RECV(&cs[0], &v), UVCHAN_CASE_RECV(&cs[1], &v),
+                            UVCHAN_CASE_RECV(&cs[2], &v), UVCHAN_CASE_RECV(&cs[3], &v)};
+  t0 = now_ns();
+  for (long i = 0; i < N; i++) {
+    uvchan_task_send(&cs[i % 4], &i);
+    uvchan_task_select(cases, 4, NULL);
+  }
+  t1 = now_ns();
+  for (int i = 0; i < 4; i++)
+    uvchan_destroy(&cs[i]);
+}
+
+static void bench_select(void) {
+  ctx_open();
+  uvchan_task_spawn(&ctx, select_task, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("select4 %ld %.1f ns/op\n", N, (t1 - t0) / (double)N);
+  ctx_done();
+}
+
+/* ---- sieve (tasks): 2000 primes ---- */
+
+typedef struct {
+  uvchan_t *in, *out;
+  int p;
+} filt_t;
+
+static void gen(void* arg) {
+  for (int i = 2;; i++)
+    if (uvchan_task_send(arg, &i) != 0)
+      return;
+}
+
+static void filt(void* arg) {
+  filt_t* f = arg;
+  int i;
+  while (uvchan_task_recv(f->in, &i) == 0)
+    if (i % f->p != 0 && uvchan_task_send(f->out, &i) != 0)
+      return;
+}
+
+static int last_prime;
+static void sieve_main(void* arg) {
+  enum { P = 2000 };
+  uvchan_t* ch = calloc(P + 1, sizeof(uvchan_t));
+  filt_t* fs = calloc(P, sizeof(filt_t));
+  uvchan_task_attr_t small = {.stack_size = 16 * 1024};
+  (void)arg;
+  t0 = now_ns();
+  uvchan_init(&ctx, &ch[0], sizeof(int), 0);
+  uvchan_task_spawn(&ctx, gen, &ch[0], &small);
+  for (int i = 0; i < P; i++) {
+    uvchan_task_recv(&ch[i], &last_prime);
+    uvchan_init(&ctx, &ch[i + 1], sizeof(int), 0);
+    fs[i] = (filt_t){&ch[i], &ch[i + 1], last_prime};
+    uvchan_task_spawn(&ctx, filt, &fs[i], &small);
+  }
+  t1 = now_ns();
+  for (int i = 0; i <= P; i++)
+    uvchan_destroy(&ch[i]);
+  uvchan_task_yield();
+  free(ch);
+  free(fs);
+}
+
+static void bench_sieve(void) {
+  ctx_open();
+  uvchan_task_spawn(&ctx, sieve_main, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("sieve 2000 %.3f ms (last prime %d)\n", (t1 - t0) / 1e6, last_prime);
+  ctx_done();
+}
+
+/* ---- parked (tasks): 100k tasks parked on one receive; resident bytes per task ---- */
+
+static uvchan_t park_c;
+static void parked_task(void* arg) {
+  long v;
+  (void)arg;
+  uvchan_task_recv(&park_c, &v);
+}
+
+static void bench_parked(void) {
+  const long n = 100000;
+  long r0, r1;
+  double ts, tw;
+  ctx_open();
+  uvchan_init(&ctx, &park_c, sizeof(long), 0);
+  r0 = rss_bytes();
+  t0 = now_ns();
+  for (long i = 0; i < n; i++)
+    if (uvchan_task_spawn(&ctx, parked_task, NULL, NULL) != 0)
+      fprintf(stderr, "parked: spawn %ld failed\n", i), exit(1);
+  uv_run(&loop, UV_RUN_DEFAULT); /* all start and park */
+  ts = now_ns();
+  r1 = rss_bytes();
+  uvchan_close(&park_c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  tw = now_ns();
+  printf("parked %ld %.0f bytes/task rss, spawn+park %.1f ns/task, spawn+wake+exit %.1f ns/task\n",
+         n, (double)(r1 - r0) / (double)n, (ts - t0) / (double)n, (tw - t0) / (double)n);
+  uvchan_destroy(&park_c);
+  ctx_done();
+}
+
+/* ---- pingpong_cb: two callback chains bouncing a value over two unbuffered channels ---- */
+
+static struct {
+  uvchan_send_t ps, qs;
+  uvchan_recv_t pr, qr;
+  long pv, qv, i;
+} cb;
+
+static void cb_ping_recv(uvchan_recv_t* r, int st);
+static void cb_ping_sent(uvchan_send_t* r, int st) {
+  (void)r;
+  (void)st;
+  uvchan_recv(&cb.pr, &pb, &cb.pv, cb_ping_recv);
+}
+static void cb_ping_recv(uvchan_recv_t* r, int st) {
+  (void)r;
+  (void)st;
+  if (++cb.i == N) {
+    t1 = now_ns();
+    uvchan_close(&pa);
+    return;
+  }
+  uvchan_send(&cb.ps, &pa, &cb.i, cb_ping_sent);
+}
+static void cb_pong_recv(uvchan_recv_t* r, int st);
+static void cb_pong_sent(uvchan_send_t* r, int st) {
+  (void)r;
+  (void)st;
+  uvchan_recv(&cb.qr, &pa, &cb.qv, cb_pong_recv);
+}
+static void cb_pong_recv(uvchan_recv_t* r, int st) {
+  (void)r;
+  if (st != 0)
+    return;
+  cb.qv++;
+  uvchan_send(&cb.qs, &pb, &cb.qv, cb_pong_sent);
+}
+
+static void bench_pingpong_cb(void) {
+  ctx_open();
+  uvchan_init(&ctx, &pa, sizeof(long), 0);
+  uvchan_init(&ctx, &pb, sizeof(long), 0);
+  cb.i = 0;
+  uvchan_recv(&cb.qr, &pa, &cb.qv, cb_pong_recv);
+  t0 = now_ns();
+  uvchan_send(&cb.ps, &pa, &cb.i, cb_ping_sent);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("pingpong_cb %ld %.1f ns/roundtrip\n", N, (t1 - t0) / (double)N);
+  uvchan_destroy(&pa);
+  uvchan_destroy(&pb);
+  ctx_done();
+}
+
+/* ---- buffered_cb: a callback producer and consumer over a cap-1024 channel ---- */
+
+static struct {
+  uvchan_send_t s;
+  uvchan_recv_t r;
+  long sv, rv, items, sum, got;
+} bb;
+
+static void bb_sent(uvchan_send_t* r, int st) {
+  (void)r;
+  (void)st;
+  /* Fill what the buffer takes now, then wait with one request. */
+  while (++bb.sv < bb.items && uvchan_try_send(&bc, &bb.sv) == 0) {
+  }
+  if (bb.sv >= bb.items) {
+    uvchan_close(&bc);
+    return;
+  }
+  uvchan_send(&bb.s, &bc, &bb.sv, bb_sent);
+}
+
+static void bb_recv(uvchan_recv_t* r, int st) {
+  (void)r;
+  if (st != 0) {
+    t1 = now_ns();
+    return;
+  }
+  bb.sum += bb.rv;
+  bb.got++;
+  while (uvchan_try_recv(&bc, &bb.rv) == 0) {
+    bb.sum += bb.rv;
+    bb.got++;
+  }
+  uvchan_recv(&bb.r, &bc, &bb.rv, bb_recv);
+}
+
+static void bench_buffered_cb(void) {
+  ctx_open();
+  uvchan_init(&ctx, &bc, sizeof(long), 1024);
+  memset(&bb, 0, sizeof(bb));
+  bb.items = N * 10;
+  t0 = now_ns();
+  uvchan_recv(&bb.r, &bc, &bb.rv, bb_recv);
+  uvchan_send(&bb.s, &bc, &bb.sv, bb_sent);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (bb.got != bb.items || bb.sum != bb.items * (bb.items - 1) / 2)
+    fprintf(stderr, "buffered_cb: lost items\n"), exit(1);
+  printf("buffered_cb %ld %.1f ns/item\n", bb.items, (t1 - t0) / (double)bb.items);
+  uvchan_destroy(&bc);
+  ctx_done();
+}
+
+/* ---- parked_cb: 1M pending receive requests; bytes per request ---- */
+
+static void nop_recv(uvchan_recv_t* r, int st) {
+  (void)r;
+  (void)st;
+}
+
+static void bench_parked_cb(void) {
+  const long n = 1000000;
+  uvchan_recv_t* reqs;
+  long r0, r1;
+  ctx_open();
+  uvchan_init(&ctx, &park_c, sizeof(long), 0);
+  r0 = rss_bytes();
+  reqs = malloc((size_t)n * sizeof(*reqs));
+  t0 = now_ns();
+  for (long i = 0; i < n; i++)
+    uvchan_recv(&reqs[i], &park_c, NULL, nop_recv);
+  t1 = now_ns();
+  r1 = rss_bytes();
+  printf("parked_cb %ld %.0f bytes/request rss (sizeof %zu), %.1f ns/start\n", n,
+         (double)(r1 - r0) / (double)n, sizeof(uvchan_recv_t), (t1 - t0) / (double)n);
+  uvchan_destroy(&park_c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  free(reqs);
+  ctx_done();
+}
+
+/* ---- scale: cost of one send+receive with K other requests waiting elsewhere ---- */
+
+static void bench_scale(void) {
+  long ks[] = {1, 1000, 100000, 1000000};
+  for (int k = 0; k < 4; k++) {
+    uvchan_t busy, other;
+    uvchan_recv_t* reqs = malloc((size_t)ks[k] * sizeof(*reqs));
+    long v = 0;
+    ctx_open();
+    uvchan_init(&ctx, &busy, sizeof(long), 1);
+    uvchan_init(&ctx, &other, sizeof(long), 0);
+    for (long i = 0; i < ks[k]; i++)
+      uvchan_recv(&reqs[i], &other, NULL, nop_recv);
+    t0 = now_ns();
+    for (long i = 0; i < N; i++) {
+      uvchan_try_send(&busy, &i);
+      uvchan_try_recv(&busy, &v);
+    }
+    t1 = now_ns();
+    printf("scale %ld %.1f ns/op (%ld other requests waiting)\n", N, (t1 - t0) / (double)N, ks[k]);
+    uvchan_destroy(&other);
+    uvchan_destroy(&busy);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    free(reqs);
+    ctx_done();
+  }
+}
+
+static const struct {
+  const char* name;
+  void (*fn)(void);
+} workloads[] = {
+    {"pingpong", bench_pingpong},       {"buffered", bench_buffered},
+    {"pipeline", bench_pipeline},       {"select", bench_select},
+    {"sieve", bench_sieve},             {"parked", bench_parked},
+    {"pingpong_cb", bench_pingpong_cb}, {"buffered_cb", bench_buffered_cb},
+    {"parked_cb", bench_parked_cb},     {"scale", bench_scale},
+};
+
+int main(int argc, char** argv) {
+  const char* w = "all";
+  int found = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "-w") == 0)
+      w = argv[i + 1];
+    else if (strcmp(argv[i], "-n") == 0)
+      N = atol(argv[i + 1]);
+  }
+  if (N < 1)
+    N = 1;
+  for (size_t i = 0; i < sizeof(workloads) / sizeof(workloads[0]); i++)
+    if (strcmp(w, "all") == 0 || strcmp(w, workloads[i].name) == 0) {
+      workloads[i].fn();
+      fflush(stdout);
+      found = 1;
+    }
+  if (!found) {
+    fprintf(stderr, "usage: uvchan-bench -w WORKLOAD|all [-n N]\n");
+    return 2;
+  }
+  return 0;
+}
