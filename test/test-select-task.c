@@ -113,9 +113,11 @@ static void slow_reply(void* arg) {
   uvchan_task_send(arg, &v); /* nobody listens any more: cancelled at teardown */
 }
 
+/* Static: the timer's uv handle closes after the task has returned. */
+static uvchan_timer_t after;
+
 static void asker(void* arg) {
   uvchan_t* reply = arg;
-  uvchan_timer_t after;
   int v = 0, st;
   assert_int_equal(uvchan_timer_after(CTX, &after, 10), 0);
   uint64_t tv;
