@@ -1,22 +1,6 @@
 /* Cancel and deadlines on single operations: nothing transferred, exactly one callback. */
 #include "test-helpers.h"
 
-typedef struct {
-  int calls;
-  int status;
-} counter_t;
-
-static void send_cb(uvchan_send_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
-
-static void recv_cb(uvchan_recv_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
 
 static void test_cancel_waiting_recv(void** state) {
   fixture_t* f = FX(state);

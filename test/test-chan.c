@@ -1,4 +1,5 @@
 /* The semantics contract, one test per row: send, receive, buffering, FIFO, try-operations. */
+#define TEST_OWN_COUNTERS
 #include "test-helpers.h"
 
 typedef struct {

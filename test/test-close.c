@@ -1,22 +1,6 @@
 /* Close: Go's semantics, with error codes instead of panics. */
 #include "test-helpers.h"
 
-typedef struct {
-  int calls;
-  int status;
-} counter_t;
-
-static void send_cb(uvchan_send_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
-
-static void recv_cb(uvchan_recv_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
 
 static void test_close_later_sends_fail_epipe(void** state) {
   fixture_t* f = FX(state);

@@ -38,6 +38,26 @@ static int fx_teardown(void** state) {
   return 0;
 }
 
+#ifndef TEST_OWN_COUNTERS
+/* A callback counter: requests point their data at one; the callbacks record each call. */
+typedef struct {
+  int calls;
+  int status;
+} counter_t;
+
+static inline void send_cb(uvchan_send_t* req, int status) {
+  counter_t* c = req->data;
+  c->calls++;
+  c->status = status;
+}
+
+static inline void recv_cb(uvchan_recv_t* req, int status) {
+  counter_t* c = req->data;
+  c->calls++;
+  c->status = status;
+}
+#endif
+
 #define FX(state) ((fixture_t*)*(state))
 #define RUN(f) uv_run(&(f)->loop, UV_RUN_DEFAULT)
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)

@@ -1,22 +1,6 @@
 /* Teardown: destroying channels with waiters and buffered values, closing the context. */
 #include "test-helpers.h"
 
-typedef struct {
-  int calls;
-  int status;
-} counter_t;
-
-static void recv_cb(uvchan_recv_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
-
-static void send_cb(uvchan_send_t* req, int status) {
-  counter_t* c = req->data;
-  c->calls++;
-  c->status = status;
-}
 
 typedef struct {
   int seen[16];
