@@ -257,8 +257,9 @@ static void parked_task(void* arg) {
   uvchan_task_recv(&park_c, &v);
 }
 
-static void bench_parked(void) {
-  const long n = 100000;
+/* 100k tasks at the default stack size, or 1M with the smallest stacks (parked1m). */
+static void parked_run(long n, size_t stack_size) {
+  uvchan_task_attr_t attr = {.stack_size = stack_size};
   long r0, r1;
   double ts, tw;
   ctx_open();
@@ -266,7 +267,7 @@ static void bench_parked(void) {
   r0 = rss_bytes();
   t0 = now_ns();
   for (long i = 0; i < n; i++)
-    if (uvchan_task_spawn(&ctx, parked_task, NULL, NULL) != 0)
+    if (uvchan_task_spawn(&ctx, parked_task, NULL, &attr) != 0)
       fprintf(stderr, "parked: spawn %ld failed\n", i), exit(1);
   uv_run(&loop, UV_RUN_DEFAULT); /* all start and park */
   ts = now_ns();
@@ -274,10 +275,19 @@ static void bench_parked(void) {
   uvchan_close(&park_c);
   uv_run(&loop, UV_RUN_DEFAULT);
   tw = now_ns();
-  printf("parked %ld %.0f bytes/task rss, spawn+park %.1f ns/task, spawn+wake+exit %.1f ns/task\n",
-         n, (double)(r1 - r0) / (double)n, (ts - t0) / (double)n, (tw - t0) / (double)n);
+  printf("%s %ld %.0f bytes/task rss, spawn+park %.1f ns/task, spawn+wake+exit %.1f ns/task\n",
+         n == 100000 ? "parked" : "parked1m", n, (double)(r1 - r0) / (double)n,
+         (ts - t0) / (double)n, (tw - t0) / (double)n);
   uvchan_destroy(&park_c);
   ctx_done();
+}
+
+static void bench_parked(void) {
+  parked_run(100000, 0);
+}
+
+static void bench_parked1m(void) {
+  parked_run(1000000, UVCHAN_MIN_STACK_SIZE);
 }
 
 /* ---- pingpong_cb: two callback chains bouncing a value over two unbuffered channels ---- */
@@ -450,6 +460,7 @@ static const struct {
     {"sieve", bench_sieve},             {"parked", bench_parked},
     {"pingpong_cb", bench_pingpong_cb}, {"buffered_cb", bench_buffered_cb},
     {"parked_cb", bench_parked_cb},     {"scale", bench_scale},
+    {"parked1m", bench_parked1m},
 };
 
 int main(int argc, char** argv) {
