@@ -74,14 +74,13 @@ static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned
   return chosen;
 }
 
-int uvchan__select_start(uvchan_select_t* sel, uvchan_ctx_t* ctx, uvchan_case_t* cases,
-                         unsigned n, uint64_t timeout, int has_deadline) {
+int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
+                         uint64_t timeout, int has_deadline) {
   uvchan_req_t* req = (uvchan_req_t*)sel;
   int status = 0;
   int idx;
   unsigned i;
 
-  (void)ctx;
   sel->cases_ = cases;
   sel->ncases_ = n;
   sel->index = -1;
@@ -116,7 +115,7 @@ static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
   if (sel->magic_ == UVCHAN__REQ_MAGIC)
     return UV_EBUSY;
   uvchan__req_prepare((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb, 0);
-  if (uvchan__select_start(sel, ctx, cases, n, timeout, has_deadline))
+  if (uvchan__select_start(sel, cases, n, timeout, has_deadline))
     uvchan__complete((uvchan_req_t*)sel, sel->status);
   return 0;
 }

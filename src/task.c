@@ -414,7 +414,7 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
     return UV_EINVAL; /* a select { } with nothing in it would wait forever */
   sel = &t->r.sel;
   uvchan__req_prepare((uvchan_req_t*)sel, t->ctx, UVCHAN_REQ_SELECT, NULL, UVCHAN__REQ_TASK);
-  if (uvchan__select_start(sel, t->ctx, cases, n, timeout, has_deadline))
+  if (uvchan__select_start(sel, cases, n, timeout, has_deadline))
     sel->magic_ = 0;
   else
     uvchan__task_park(t);

@@ -154,9 +154,9 @@ void uvchan__withdraw(uvchan_req_t* req);
 /* ---- select.c ---- */
 
 /* Starts a select: returns 1 if a case completed at once (req->status, req->index set), 0 if it
- * waits, or a negative error. `ctx` is used when no case names a channel (tasks only). */
-int uvchan__select_start(uvchan_select_t* sel, uvchan_ctx_t* ctx, uvchan_case_t* cases,
-                         unsigned n, uint64_t timeout, int has_deadline);
+ * waits. The request is prepared (its ctx_ set) by the caller. */
+int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
+                         uint64_t timeout, int has_deadline);
 /* Checks select cases: the number with a channel, or UV_EINVAL. Sets *ctx from the channels. */
 int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
 
