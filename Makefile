@@ -1,10 +1,10 @@
 # The README's two commands, `make demo` and `make test`, plus the longer runs. Everything is
-# built under build/ (build-sanitize/, build-fuzz/ for the instrumented builds).
+# built under build/ (build-sanitize/ for the instrumented build).
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind bench fuzz stress clean
+.PHONY: all deps build demo test test-sanitize test-valgrind bench clean
 
 all: build
 
@@ -44,14 +44,5 @@ bench: build
 	@sh cmake/install-deps.sh go
 	@sh bench/run.sh $(BUILD)
 
-fuzz:
-	@sh cmake/install-deps.sh fuzz
-	CC=clang cmake -S . -B build-fuzz -DUVCHAN_FUZZ=ON -DUVCHAN_BUILD_BENCH=OFF -DUVCHAN_BUILD_EXAMPLES=OFF
-	cmake --build build-fuzz -j $(JOBS) --target uvchan-fuzz
-	sh fuzz/run.sh build-fuzz/fuzz/uvchan-fuzz
-
-stress: build
-	./$(BUILD)/test/uvchan-stress
-
 clean:
-	rm -rf $(BUILD) build-sanitize build-fuzz
+	rm -rf $(BUILD) build-sanitize
