@@ -94,6 +94,15 @@ void uvchan__withdraw(uvchan_req_t* req) {
     uvchan__deadline_remove(req);
 }
 
+void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
+  /* A select is traced by the operation that completes or closes it, not per case; a waiting
+   * select's index is still -1, which is what its callback must see. */
+  if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
+    UVCHAN__TRACE(req->w_.chan, kind, req->w_.op, req, NULL, NULL);
+  uvchan__withdraw(req);
+  uvchan__complete(req, status);
+}
+
 void uvchan__wake(struct uvchan__waiter_s* w, int status) {
   uvchan_req_t* req = w->req;
   if (req->type == UVCHAN_REQ_SELECT)
@@ -193,16 +202,25 @@ int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, 
 
 /* ---- callback API ---- */
 
+int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
+                      void (*cb)(void)) {
+  /* Reads a field of caller memory that may be uninitialised: the only way to recognise a
+   * request that is still pending (cmake/valgrind.supp explains this to memcheck). */
+  if (req->magic_ == UVCHAN__REQ_MAGIC)
+    return UV_EBUSY;
+  uvchan__req_prepare(req, ctx, type, cb, 0);
+  return 0;
+}
+
 static int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op,
                          uint64_t timeout, int has_deadline, void (*cb)(void)) {
   if (UVCHAN__UNLIKELY(req == NULL || cb == NULL || !uvchan__chan_ok(ch)))
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if (UVCHAN__UNLIKELY(req->magic_ == UVCHAN__REQ_MAGIC))
+  if (UVCHAN__UNLIKELY(uvchan__req_begin(
+          req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, cb) != 0))
     return UV_EBUSY;
-  uvchan__req_prepare(req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV,
-                      cb, 0);
   if (uvchan__op_start(req, ch, value, op, timeout, has_deadline))
     uvchan__complete(req, req->status);
   return 0;
@@ -248,12 +266,7 @@ int uvchan_cancel(uvchan_req_t* req) {
     return UV_EINVAL;
   if (req->state_ & UVCHAN__REQ_QUEUED)
     return UV_EBUSY; /* already matched: the callback will report what really happened */
-  if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
-    UVCHAN__TRACE(req->w_.chan, UVCHAN_TRACE_CANCEL, req->w_.op, req, NULL, NULL);
-  uvchan__withdraw(req);
-  if (req->type == UVCHAN_REQ_SELECT)
-    ((uvchan_select_t*)req)->index = -1;
-  uvchan__complete(req, UV_ECANCELED);
+  uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
   return 0;
 }
 

@@ -197,12 +197,7 @@ static void uvchan__on_deadline(uv_timer_t* timer) {
   ctx->timer_due_ = UINT64_MAX; /* a one-shot timer that just fired is stopped */
   while ((n = ctx->heap_) != NULL && n->due <= now) {
     req = UVCHAN__CONTAINER_OF(n, uvchan_req_t, tm_);
-    uvchan__withdraw(req); /* also takes it out of the heap */
-    if (req->type == UVCHAN_REQ_SELECT)
-      ((uvchan_select_t*)req)->index = -1;
-    if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
-      UVCHAN__TRACE(req->w_.chan, UVCHAN_TRACE_TIMEOUT, req->w_.op, req, NULL, NULL);
-    uvchan__complete(req, UV_ETIMEDOUT);
+    uvchan__abort(req, UV_ETIMEDOUT, UVCHAN_TRACE_TIMEOUT); /* also leaves the heap */
   }
   uvchan__timer_arm(ctx);
 }

@@ -22,9 +22,9 @@ static int uvchan__case_ready(const uvchan_case_t* c) {
   return ch->len_ > 0 || !uvchan__list_empty(&ch->sendq_) || (ch->flags_ & UVCHAN__CHAN_CLOSED);
 }
 
-/* Checks the cases and finds their context. Returns the number of cases with a channel, or
- * UV_EINVAL for a bad case or cases on channels of different contexts. */
-static int uvchan__cases_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
+/* Checks the cases and finds their context (used by task.c too). Returns the number of cases
+ * with a channel, or UV_EINVAL for a bad case or cases on channels of different contexts. */
+int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
   const uvchan_case_t* c;
   unsigned i;
   int usable = 0;
@@ -107,14 +107,13 @@ static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
 
   if (sel == NULL || cb == NULL)
     return UV_EINVAL;
-  usable = uvchan__cases_check(cases, n, &ctx);
+  usable = uvchan__select_check(cases, n, &ctx);
   if (usable < 0)
     return usable;
   if (usable == 0)
     return UV_EINVAL; /* nothing could ever complete it, and there is no context to wait on */
-  if (sel->magic_ == UVCHAN__REQ_MAGIC)
+  if (uvchan__req_begin((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb) != 0)
     return UV_EBUSY;
-  uvchan__req_prepare((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb, 0);
   if (uvchan__select_start(sel, cases, n, timeout, has_deadline))
     uvchan__complete((uvchan_req_t*)sel, sel->status);
   return 0;
@@ -131,7 +130,7 @@ int uvchan_select_timeout(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
 
 int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status) {
   uvchan_ctx_t* ctx = NULL;
-  int usable = uvchan__cases_check(cases, n, &ctx);
+  int usable = uvchan__select_check(cases, n, &ctx);
   int st = 0;
   int idx;
 
@@ -145,9 +144,4 @@ int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status) {
   if (status != NULL)
     *status = st;
   return idx;
-}
-
-/* Used by task.c: the same checks for a task's select. */
-int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
-  return uvchan__cases_check(cases, n, ctx);
 }

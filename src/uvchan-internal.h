@@ -150,6 +150,13 @@ int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, 
 void uvchan__wake(struct uvchan__waiter_s* w, int status);
 /* Unlinks every waiter and the deadline of `req`. */
 void uvchan__withdraw(uvchan_req_t* req);
+/* Ends a waiting request without a transfer (cancel: UV_ECANCELED, deadline: UV_ETIMEDOUT):
+ * traces it as `kind`, withdraws it and queues its completion. */
+void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind);
+/* The start of every callback-API request: UV_EBUSY if `req` is still pending, else prepares it
+ * as a user request and returns 0. */
+int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
+                      void (*cb)(void));
 
 /* ---- select.c ---- */
 

@@ -63,9 +63,8 @@ int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg) {
 int uvchan_wg_wait(uvchan_req_t* req, uvchan_wg_t* wg, uvchan_req_cb cb) {
   if (req == NULL || cb == NULL || !uvchan__wg_ok(wg))
     return UV_EINVAL;
-  if (req->magic_ == UVCHAN__REQ_MAGIC)
+  if (uvchan__req_begin(req, wg->ctx_, UVCHAN_REQ_WG_WAIT, (void (*)(void))cb) != 0)
     return UV_EBUSY;
-  uvchan__req_prepare(req, wg->ctx_, UVCHAN_REQ_WG_WAIT, (void (*)(void))cb, 0);
   if (uvchan__wg_wait_start(req, wg))
     uvchan__complete(req, 0);
   return 0;
