@@ -113,7 +113,6 @@ static size_t uvchan__page_size(void) {
   return page;
 }
 
-
 /* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
 #define UVCHAN__TASK_BYTES ((sizeof(uvchan_task_t) + 63) & ~(size_t)63)
 
@@ -253,7 +252,6 @@ static void uvchan__task_entry(void* arg) {
   uvchan_task_t* t = (uvchan_task_t*)arg;
   struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
   UVCHAN__ASAN_FINISH(NULL, &rt->sched_bottom, &rt->sched_size);
-  (void)rt;
   t->fn(t->arg);
   uvchan__task_finish(t);
 }
@@ -283,6 +281,24 @@ const char* uvchan__task_wait_name(const uvchan_task_t* t) {
       (t->r.req.state_ & UVCHAN__REQ_WAITING))
     return "wait on a wait group";
   return NULL;
+}
+
+/* ---- the task's request ---- */
+
+/* Prepares the running task's one request for a blocking call of `type`. */
+static uvchan_req_t* uvchan__task_req(uvchan_task_t* t, uvchan_req_type type) {
+  uvchan__req_prepare(&t->r.req, t->ctx, type, NULL, UVCHAN__REQ_TASK);
+  return &t->r.req;
+}
+
+/* Ends a blocking call: a request that completed at once (`done`) has nothing left to cancel and
+ * costs no switch; one that waits parks the task until its completion resumes it. */
+static int uvchan__task_await(uvchan_task_t* t, uvchan_req_t* req, int done) {
+  if (done)
+    req->magic_ = 0;
+  else
+    uvchan__task_park(t);
+  return req->status;
 }
 
 /* ---- spawning ---- */
@@ -343,8 +359,7 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   if (t->wg != NULL)
     (void)uvchan_wg_add(t->wg, 1);
   /* The start is a completion like any other: the task first runs from the loop. */
-  uvchan__req_prepare(&t->r.req, ctx, UVCHAN_REQ_TASK, NULL, UVCHAN__REQ_TASK);
-  uvchan__complete(&t->r.req, 0);
+  uvchan__complete(uvchan__task_req(t, UVCHAN_REQ_TASK), 0);
   return 0;
 }
 
@@ -371,15 +386,8 @@ static int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint64_t time
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  req = &t->r.req;
-  uvchan__req_prepare(req, t->ctx, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, NULL,
-                      UVCHAN__REQ_TASK);
-  if (uvchan__op_start(req, ch, value, op, timeout, has_deadline)) {
-    req->magic_ = 0; /* done without waiting: nothing left to cancel */
-    return req->status;
-  }
-  uvchan__task_park(t);
-  return req->status;
+  req = uvchan__task_req(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV);
+  return uvchan__task_await(t, req, uvchan__op_start(req, ch, value, op, timeout, has_deadline));
 }
 
 int uvchan_task_send(uvchan_t* ch, const void* value) {
@@ -412,12 +420,8 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
     return usable;
   if ((ctx != NULL && ctx != t->ctx) || (usable == 0 && !has_deadline))
     return UV_EINVAL; /* a select { } with nothing in it would wait forever */
-  sel = &t->r.sel;
-  uvchan__req_prepare((uvchan_req_t*)sel, t->ctx, UVCHAN_REQ_SELECT, NULL, UVCHAN__REQ_TASK);
-  if (uvchan__select_start(sel, cases, n, timeout, has_deadline))
-    sel->magic_ = 0;
-  else
-    uvchan__task_park(t);
+  sel = (uvchan_select_t*)uvchan__task_req(t, UVCHAN_REQ_SELECT);
+  uvchan__task_await(t, &t->r.req, uvchan__select_start(sel, cases, n, timeout, has_deadline));
   if (sel->index < 0)
     return sel->status; /* UV_ETIMEDOUT or UV_ECANCELED */
   if (status != NULL)
@@ -438,14 +442,8 @@ int uvchan_task_wg_wait(uvchan_wg_t* wg) {
   uvchan_req_t* req;
   if (t == NULL || wg == NULL || wg->magic_ != UVCHAN__WG_MAGIC || wg->ctx_ != t->ctx)
     return UV_EINVAL;
-  req = &t->r.req;
-  uvchan__req_prepare(req, t->ctx, UVCHAN_REQ_WG_WAIT, NULL, UVCHAN__REQ_TASK);
-  if (uvchan__wg_wait_start(req, wg)) {
-    req->magic_ = 0;
-    return 0;
-  }
-  uvchan__task_park(t);
-  return req->status;
+  req = uvchan__task_req(t, UVCHAN_REQ_WG_WAIT);
+  return uvchan__task_await(t, req, uvchan__wg_wait_start(req, wg));
 }
 
 int uvchan_task_sleep(uint64_t ms) {
@@ -453,22 +451,20 @@ int uvchan_task_sleep(uint64_t ms) {
   uvchan_req_t* req;
   if (t == NULL)
     return UV_EINVAL;
-  req = &t->r.req;
-  uvchan__req_prepare(req, t->ctx, UVCHAN_REQ_SLEEP, NULL, UVCHAN__REQ_TASK);
+  req = uvchan__task_req(t, UVCHAN_REQ_SLEEP);
   req->state_ |= UVCHAN__REQ_WAITING;
   uvchan__deadline_add(req, ms);
-  uvchan__task_park(t);
-  return req->status == UV_ETIMEDOUT ? 0 : req->status;
+  return uvchan__task_await(t, req, 0) == UV_ETIMEDOUT ? 0 : req->status;
 }
 
 int uvchan_task_yield(void) {
   uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
   if (t == NULL)
     return UV_EINVAL;
-  uvchan__req_prepare(&t->r.req, t->ctx, UVCHAN_REQ_TASK, NULL, UVCHAN__REQ_TASK);
-  uvchan__complete(&t->r.req, 0);
-  uvchan__task_park(t);
-  return 0;
+  req = uvchan__task_req(t, UVCHAN_REQ_TASK);
+  uvchan__complete(req, 0); /* queued behind everything ready now */
+  return uvchan__task_await(t, req, 0);
 }
 
 int uvchan_task_exit(void) {
