@@ -454,6 +454,18 @@ static void parked_forever(void* arg) {
     cancelled++;
 }
 
+/* Each waiting operation names its task, and the request leads back to the same task. */
+static int walked;
+static void check_waiting(const uvchan_waiting_t* w, void* arg) {
+  assert_ptr_equal(w->chan, arg);
+  assert_int_equal(w->op, UVCHAN_OP_RECV);
+  assert_non_null(w->task);
+  assert_string_equal(uvchan_task_name(w->task), "parked");
+  assert_ptr_equal(uvchan_req_task(w->req), w->task);
+  assert_int_equal(w->req->type, UVCHAN_REQ_RECV);
+  walked++;
+}
+
 static void test_task_teardown_with_parked_tasks(void** state) {
   fixture_t* f = FX(state);
   uvchan_t ch;
@@ -464,6 +476,9 @@ static void test_task_teardown_with_parked_tasks(void** state) {
     assert_int_equal(uvchan_task_spawn(&f->ctx, parked_forever, &ch, &attr), 0);
   RUN(f);
   assert_int_equal(uvchan_ctx_walk_waiting(&f->ctx, NULL, NULL), 100);
+  walked = 0;
+  assert_int_equal(uvchan_ctx_walk_waiting(&f->ctx, check_waiting, &ch), 100);
+  assert_int_equal(walked, 100);
   assert_int_equal(uvchan_ctx_close(&f->ctx, NULL), UV_EBUSY); /* tasks live */
   assert_int_equal(uvchan_destroy(&ch), 0);
   RUN(f);
