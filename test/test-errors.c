@@ -2,14 +2,6 @@
  * block below is a row group of docs/errors.md. */
 #include "test-helpers.h"
 
-static void nop_send(uvchan_send_t* r, int s) {
-  (void)r;
-  (void)s;
-}
-static void nop_recv(uvchan_recv_t* r, int s) {
-  (void)r;
-  (void)s;
-}
 static void nop_sel(uvchan_select_t* r, int s) {
   (void)r;
   (void)s;

@@ -158,16 +158,6 @@ static void test_completions_delivered_in_bounded_batches(void** state) {
   RUN(f);
 }
 
-static void nop_recv(uvchan_recv_t* req, int status) {
-  (void)req;
-  (void)status;
-}
-
-static void nop_send(uvchan_send_t* req, int status) {
-  (void)req;
-  (void)status;
-}
-
 static void test_waiting_alone_ends_run_and_is_reported(void** state) {
   fixture_t* f = FX(state);
   uvchan_t in, out;

@@ -17,11 +17,6 @@ static void sel_cb(uvchan_select_t* req, int status) {
   r->index = req->index;
 }
 
-static void nop_recv(uvchan_recv_t* r, int s) {
-  (void)r;
-  (void)s;
-}
-
 /* select3's matrix: nil blocks, closed receive is ready, default never blocks. */
 static void test_select_semantics_matrix(void** state) {
   fixture_t* f = FX(state);
