@@ -144,6 +144,7 @@ struct uvchan_ctx_s {
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
   unsigned batch_;
+  unsigned budget_; /* completions the running delivery may still make */
   unsigned flags_;
   uint32_t magic_;
   unsigned nhandles_;

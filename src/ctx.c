@@ -27,13 +27,11 @@ unsigned int uvchan_version(void) {
 
 /* ---- completion delivery ---- */
 
+/* Runs the callback of a popped request, or resumes its task. */
 static void uvchan__deliver(uvchan_req_t* req) {
   void (*cb)(void) = req->cb_;
   int status = req->status;
 
-  /* The request is the user's again before the callback runs: it may be restarted or freed. */
-  req->magic_ = 0;
-  req->state_ &= UVCHAN__REQ_TASK;
   if (req->state_ & UVCHAN__REQ_TASK) {
     uvchan__task_resume(req);
     return;
@@ -54,17 +52,16 @@ static void uvchan__deliver(uvchan_req_t* req) {
   }
 }
 
+/* Delivers up to batch_ completions. Tasks share the budget: a task that parks hands over to the
+ * next task in the queue directly (task.c), and only comes back here for a callback. */
 static void uvchan__on_idle(uv_idle_t* idle) {
   uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(idle, uvchan_ctx_t, idle_);
-  unsigned budget = ctx->batch_;
   uvchan_req_t* req;
 
-  while (budget-- > 0 && (req = ctx->qhead_) != NULL) {
-    ctx->qhead_ = req->qnext_;
-    if (ctx->qhead_ == NULL)
-      ctx->qtail_ = NULL;
+  ctx->budget_ = ctx->batch_;
+  while ((req = uvchan__queue_pop(ctx)) != NULL)
     uvchan__deliver(req);
-  }
+  ctx->budget_ = 0;
   if (ctx->qhead_ == NULL) {
     uv_idle_stop(&ctx->idle_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;

@@ -98,6 +98,8 @@ struct uvchan__rt_s {
   void* sched_fake;
   const void* sched_bottom;
   size_t sched_size;
+  int from_sched;     /* the switch in flight left the loop's stack (for ASan) */
+  uvchan_task_t* dead; /* a finished task whose stack is freed after the switch off it */
   struct uvchan__pool_s* pools;
 };
 
@@ -221,14 +223,64 @@ static void uvchan__canary_check(uvchan_task_t* t) {
   }
 }
 
-/* Switches from the running task back to the loop; returns when the task is resumed. */
-static void uvchan__task_park(uvchan_task_t* t) {
+/* Bytes of t's stack below the task struct: what ASan is told the stack is. */
+#define UVCHAN__STACK_SPAN(t) ((size_t)((char*)(t) - (t)->stack_lo))
+
+/* Leaves the running task `t`: hands over to the next task waiting in the completion queue when
+ * there is one (a task-to-task switch, as Go's scheduler does), else returns to the loop, which
+ * delivers the next callback or polls. Either way the order is the queue's. `fake` keeps t's
+ * ASan fake stack; NULL for a task that never runs again. Returns 0 when `t` was itself next (a
+ * yield with nothing else ready) and carries on without a switch, 1 after switching back. */
+static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
-  t->state = UVCHAN__TASK_PARKED;
+  uvchan_req_t* req = t->ctx->qhead_;
+  uvchan_task_t* next;
+
   uvchan__canary_check(t);
-  UVCHAN__ASAN_START(&t->fake_stack, rt->sched_bottom, rt->sched_size);
-  uvchan__fiber_switch(&t->fiber, &rt->sched);
-  UVCHAN__ASAN_FINISH(t->fake_stack, &rt->sched_bottom, &rt->sched_size);
+  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && (req = uvchan__queue_pop(t->ctx))) {
+    next = UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
+    next->state = UVCHAN__TASK_RUNNING;
+    uvchan__current = next;
+    if (next == t)
+      return 0;
+    UVCHAN__ASAN_START(fake, next->stack_lo, UVCHAN__STACK_SPAN(next));
+    uvchan__fiber_switch(&t->fiber, &next->fiber);
+  } else {
+    uvchan__current = NULL;
+    UVCHAN__ASAN_START(fake, rt->sched_bottom, rt->sched_size);
+    uvchan__fiber_switch(&t->fiber, &rt->sched);
+  }
+  return 1;
+}
+
+/* Runs on every stack right after a switch lands there: completes ASan's switch (learning the
+ * loop stack's bounds when the switch came from there) and frees the stack of a task that ended
+ * with the switch, now that no one runs on it. */
+static void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
+  uvchan_task_t* dead = rt->dead;
+#if defined(UVCHAN__ASAN)
+  const void* bottom;
+  size_t size;
+  UVCHAN__ASAN_FINISH(fake, &bottom, &size);
+  if (rt->from_sched) {
+    rt->sched_bottom = bottom;
+    rt->sched_size = size;
+    rt->from_sched = 0;
+  }
+#else
+  (void)fake;
+#endif
+  if (dead != NULL) {
+    rt->dead = NULL;
+    uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard);
+  }
+}
+
+/* Parks the running task until its request completes. */
+static void uvchan__task_park(uvchan_task_t* t) {
+  t->state = UVCHAN__TASK_PARKED;
+  if (uvchan__task_leave(t, &t->fake_stack))
+    uvchan__task_landed((struct uvchan__rt_s*)t->ctx->pools_, t->fake_stack);
 }
 
 static void uvchan__task_finish(uvchan_task_t* t) {
@@ -240,34 +292,31 @@ static void uvchan__task_finish(uvchan_task_t* t) {
   ctx->ntasks_--;
   if (t->wg != NULL)
     (void)uvchan_wg_done(t->wg);
-  uvchan__canary_check(t);
-  /* NULL: this stack is never resumed, so ASan may drop its fake frames. The loop side frees the
-   * stack once it is off it (uvchan__task_resume). */
-  UVCHAN__ASAN_START(NULL, rt->sched_bottom, rt->sched_size);
-  uvchan__fiber_switch(&t->fiber, &rt->sched);
+  /* Whoever runs next frees this stack once it is off it. A task's own completion is never in
+   * the queue while it runs, so the switch below always leaves. */
+  rt->dead = t;
+  uvchan__task_leave(t, NULL);
   abort(); /* a dead task is never switched to */
 }
 
 static void uvchan__task_entry(void* arg) {
   uvchan_task_t* t = (uvchan_task_t*)arg;
-  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
-  UVCHAN__ASAN_FINISH(NULL, &rt->sched_bottom, &rt->sched_size);
+  uvchan__task_landed((struct uvchan__rt_s*)t->ctx->pools_, NULL);
   t->fn(t->arg);
   uvchan__task_finish(t);
 }
 
+/* The loop's side: switches to the task owning `req`; returns when a task hands back. */
 void uvchan__task_resume(uvchan_req_t* req) {
   uvchan_task_t* t = UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
   struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
 
   uvchan__current = t;
   t->state = UVCHAN__TASK_RUNNING;
-  UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, (size_t)((char*)t - t->stack_lo));
+  rt->from_sched = 1;
+  UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, UVCHAN__STACK_SPAN(t));
   uvchan__fiber_switch(&rt->sched, &t->fiber);
-  UVCHAN__ASAN_FINISH(rt->sched_fake, NULL, NULL);
-  uvchan__current = NULL;
-  if (t->state == UVCHAN__TASK_DEAD)
-    uvchan__stack_put(t->pool, t->stack_lo - t->pool->guard);
+  uvchan__task_landed(rt, rt->sched_fake);
 }
 
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req) {

@@ -105,6 +105,21 @@ static inline void uvchan__complete(uvchan_req_t* req, int status) {
   ctx->qtail_ = req;
 }
 
+/* Takes the next completion to deliver, within the running delivery's budget; NULL if there is
+ * none or the loop is due. The request is its owner's again: idle, status and type final. */
+static inline uvchan_req_t* uvchan__queue_pop(uvchan_ctx_t* ctx) {
+  uvchan_req_t* req = ctx->qhead_;
+  if (req == NULL || ctx->budget_ == 0)
+    return NULL;
+  ctx->budget_--;
+  ctx->qhead_ = req->qnext_;
+  if (ctx->qhead_ == NULL)
+    ctx->qtail_ = NULL;
+  req->magic_ = 0;
+  req->state_ &= UVCHAN__REQ_TASK;
+  return req;
+}
+
 /* Prepares a request for a start call: who it is, where it completes, how. `state` is 0 for a
  * user's request (whose fields may hold garbage before) and UVCHAN__REQ_TASK for a task's. */
 static inline void uvchan__req_prepare(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
