@@ -23,35 +23,6 @@
 
 #include <stdlib.h>
 
-/* Element copy, with the common sizes as fixed-size copies the compiler turns into moves. */
-static inline void uvchan__copy(void* dst, const void* src, size_t n) {
-  switch (n) {
-    case 0: break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
-  }
-}
-
-/* Appends `value` to the ring; the caller checked there is room. */
-static inline void uvchan__put(uvchan_t* ch, const void* value) {
-  size_t i = ch->head_ + ch->len_;
-  if (i >= ch->cap_)
-    i -= ch->cap_;
-  uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
-  ch->len_++;
-}
-
-/* Takes the oldest element into `value` (NULL drops it); the caller checked there is one. */
-static inline void uvchan__take(uvchan_t* ch, void* value) {
-  if (value != NULL)
-    uvchan__copy(value, ch->buf_ + ch->head_ * ch->elem_size_, ch->elem_size_);
-  if (++ch->head_ == ch->cap_)
-    ch->head_ = 0;
-  ch->len_--;
-}
-
 int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
   if (!uvchan__ctx_ok(ctx) || ch == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
@@ -123,83 +94,6 @@ void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, v
   UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
 }
 
-/* ---- the two operations ---- */
-
-int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req, int* status) {
-  struct uvchan__waiter_s* w;
-
-  if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_CLOSED)) {
-    *status = UV_EPIPE;
-    return 1;
-  }
-  if (!uvchan__list_empty(&ch->recvq_)) {
-    /* By invariant 2 the buffer is empty: hand the value straight to the oldest receiver. */
-    w = uvchan__first_waiter(&ch->recvq_);
-    if (w->value != NULL)
-      uvchan__copy(w->value, value, ch->elem_size_);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, req, w->req, value);
-    uvchan__wake(w, 0);
-    *status = 0;
-    return 1;
-  }
-  if (ch->len_ < ch->cap_) {
-    uvchan__put(ch, value);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
-    *status = 0;
-    return 1;
-  }
-  return 0;
-}
-
-int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req, int* status) {
-  struct uvchan__waiter_s* w;
-
-  if (ch->len_ > 0) {
-    uvchan__take(ch, value);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
-    if (!uvchan__list_empty(&ch->sendq_)) {
-      /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
-       * keeps send order and completes that sender. */
-      w = uvchan__first_waiter(&ch->sendq_);
-      uvchan__put(ch, w->value);
-      UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
-      uvchan__wake(w, 0);
-    }
-    *status = 0;
-    return 1;
-  }
-  if (!uvchan__list_empty(&ch->sendq_)) {
-    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. */
-    w = uvchan__first_waiter(&ch->sendq_);
-    if (value != NULL)
-      uvchan__copy(value, w->value, ch->elem_size_);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
-    uvchan__wake(w, 0);
-    *status = 0;
-    return 1;
-  }
-  if (ch->flags_ & UVCHAN__CHAN_CLOSED) {
-    *status = UV_EOF;
-    return 1;
-  }
-  return 0;
-}
-
-int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
-                     int has_deadline) {
-  int status;
-  int done = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req, &status)
-                                  : uvchan__recv_now(ch, value, req, &status);
-  if (done) {
-    req->status = status;
-    return 1;
-  }
-  uvchan__wait(ch, &req->w_, req, value, op, 0);
-  if (has_deadline)
-    uvchan__deadline_add(req, timeout);
-  return 0;
-}
-
 /* ---- callback API ---- */
 
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
@@ -212,8 +106,12 @@ int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type
   return 0;
 }
 
-static int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op,
-                         uint64_t timeout, int has_deadline, void (*cb)(void)) {
+/* The body of the four callback start calls, inlined into each so `op` and `has_deadline` are
+ * constants: the common match then costs no call into the engine. */
+UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op,
+                                 uint64_t timeout, int has_deadline, void (*cb)(void)) {
+  int status;
+
   if (UVCHAN__UNLIKELY(req == NULL || cb == NULL || !uvchan__chan_ok(ch)))
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
@@ -221,8 +119,15 @@ static int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned 
   if (UVCHAN__UNLIKELY(uvchan__req_begin(
           req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, cb) != 0))
     return UV_EBUSY;
-  if (uvchan__op_start(req, ch, value, op, timeout, has_deadline))
-    uvchan__complete(req, req->status);
+  status = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req)
+                                : uvchan__recv_now(ch, value, req);
+  if (status != UVCHAN__MUST_WAIT) {
+    uvchan__complete(req, status);
+    return 0;
+  }
+  uvchan__wait(ch, &req->w_, req, value, op, 0);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
   return 0;
 }
 
@@ -251,14 +156,16 @@ int uvchan_try_send(uvchan_t* ch, const void* value) {
   int status;
   if (!uvchan__chan_ok(ch) || (value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  return uvchan__send_now(ch, value, NULL, &status) ? status : UV_EAGAIN;
+  status = uvchan__send_now(ch, value, NULL);
+  return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
 
 int uvchan_try_recv(uvchan_t* ch, void* value) {
   int status;
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
-  return uvchan__recv_now(ch, value, NULL, &status) ? status : UV_EAGAIN;
+  status = uvchan__recv_now(ch, value, NULL);
+  return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
 
 int uvchan_cancel(uvchan_req_t* req) {

@@ -67,10 +67,9 @@ static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned
   if (chosen < 0)
     return -1;
   c = &cases[chosen];
-  if (c->op == UVCHAN_OP_SEND)
-    uvchan__send_now(c->chan, c->value, req, status);
-  else
-    uvchan__recv_now(c->chan, c->value, req, status);
+  /* A ready case completes: never UVCHAN__MUST_WAIT. */
+  *status = c->op == UVCHAN_OP_SEND ? uvchan__send_now(c->chan, c->value, req)
+                                    : uvchan__recv_now(c->chan, c->value, req);
   return chosen;
 }
 

@@ -426,17 +426,29 @@ uint64_t uvchan_task_id(const uvchan_task_t* task) {
 
 /* ---- blocking calls ---- */
 
-static int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
-                           int has_deadline) {
+/* The body of the four blocking send/receive calls, inlined into each. An operation that can
+ * complete now touches nothing of the task's request; only one that must wait prepares it. */
+UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
+                                   int has_deadline) {
   uvchan_task_t* t = uvchan__current;
   uvchan_req_t* req;
+  int status;
 
   if (UVCHAN__UNLIKELY(t == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx))
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  req = uvchan__task_req(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV);
-  return uvchan__task_await(t, req, uvchan__op_start(req, ch, value, op, timeout, has_deadline));
+  req = &t->r.req;
+  status = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req)
+                                : uvchan__recv_now(ch, value, req);
+  if (status != UVCHAN__MUST_WAIT)
+    return status;
+  uvchan__task_req(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV);
+  uvchan__wait(ch, &req->w_, req, value, op, 0);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  uvchan__task_park(t);
+  return req->status;
 }
 
 int uvchan_task_send(uvchan_t* ch, const void* value) {

@@ -15,6 +15,13 @@
 #define UVCHAN__UNLIKELY(x) (x)
 #endif
 
+/* For the few small functions on the hot path that must inline whatever the optimiser thinks. */
+#if defined(__GNUC__)
+#define UVCHAN__INLINE static inline __attribute__((always_inline))
+#else
+#define UVCHAN__INLINE static inline
+#endif
+
 #define UVCHAN__CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr) - offsetof(type, field)))
 
 /* Magic values tell live structs from destroyed or never-initialised ones. A struct of random
@@ -149,17 +156,13 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
 
 /* ---- chan.c: the engine ---- */
 
-/* Tries to complete a send now. Returns 1 with the outcome in *status, or 0 if it must wait. */
-int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req, int* status);
-/* Tries to complete a receive now. Returns 1 with the outcome in *status, or 0 if it must wait. */
-int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req, int* status);
+/* What uvchan__send_now()/uvchan__recv_now() return when the operation cannot complete now; a
+ * positive value, apart from every status (0 or a negative UV_E* code). */
+#define UVCHAN__MUST_WAIT 1
+
 /* Links waiter `w` of `req` at the tail of ch's queue for `op`. */
 void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, void* value,
                   unsigned op, unsigned index);
-/* Starts a send or receive for `req`: returns 1 if it completed at once (req->status set, the
- * request not queued), or 0 if it now waits (with a deadline when has_deadline). */
-int uvchan__op_start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op, uint64_t timeout,
-                     int has_deadline);
 /* A waiter was matched, or its channel closed/destroyed under it: withdraw its request from every
  * queue and complete it with `status`. */
 void uvchan__wake(struct uvchan__waiter_s* w, int status);
@@ -172,6 +175,95 @@ void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind);
  * as a user request and returns 0. */
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
                       void (*cb)(void));
+
+/* ---- the two operations, inline at every call site ---- */
+
+/* Element copy, with the common sizes as fixed-size copies the compiler turns into moves. */
+UVCHAN__INLINE void uvchan__copy(void* dst, const void* src, size_t n) {
+  switch (n) {
+    case 0: break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+  }
+}
+
+/* Appends `value` to the ring; the caller checked there is room. */
+UVCHAN__INLINE void uvchan__put(uvchan_t* ch, const void* value) {
+  size_t i = ch->head_ + ch->len_;
+  if (i >= ch->cap_)
+    i -= ch->cap_;
+  uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
+  ch->len_++;
+}
+
+/* Takes the oldest element into `value` (NULL drops it); the caller checked there is one. */
+UVCHAN__INLINE void uvchan__take(uvchan_t* ch, void* value) {
+  if (value != NULL)
+    uvchan__copy(value, ch->buf_ + ch->head_ * ch->elem_size_, ch->elem_size_);
+  if (++ch->head_ == ch->cap_)
+    ch->head_ = 0;
+  ch->len_--;
+}
+
+/* Completes a send of `value` by `req` (NULL for a try-send) if it can be done now: returns its
+ * status (0, or UV_EPIPE on a closed channel), or UVCHAN__MUST_WAIT. A waiting receiver it
+ * matches is woken. `req` is only named in trace events; nothing in it is read or written. */
+UVCHAN__INLINE int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req) {
+  struct uvchan__waiter_s* w;
+
+  if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_CLOSED))
+    return UV_EPIPE;
+  if (!uvchan__list_empty(&ch->recvq_)) {
+    /* By invariant 2 the buffer is empty: hand the value straight to the oldest receiver. */
+    w = uvchan__first_waiter(&ch->recvq_);
+    if (w->value != NULL)
+      uvchan__copy(w->value, value, ch->elem_size_);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, req, w->req, value);
+    uvchan__wake(w, 0);
+    return 0;
+  }
+  if (ch->len_ < ch->cap_) {
+    uvchan__put(ch, value);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
+    return 0;
+  }
+  return UVCHAN__MUST_WAIT;
+}
+
+/* Completes a receive into `value` (NULL drops the value) if it can be done now: returns its
+ * status (0, or UV_EOF on a closed and drained channel), or UVCHAN__MUST_WAIT. A waiting sender
+ * it frees is woken. `req` as for uvchan__send_now(). */
+UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req) {
+  struct uvchan__waiter_s* w;
+
+  if (ch->len_ > 0) {
+    uvchan__take(ch, value);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
+    if (UVCHAN__UNLIKELY(!uvchan__list_empty(&ch->sendq_))) {
+      /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
+       * keeps send order and completes that sender. */
+      w = uvchan__first_waiter(&ch->sendq_);
+      uvchan__put(ch, w->value);
+      UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      uvchan__wake(w, 0);
+    }
+    return 0;
+  }
+  if (!uvchan__list_empty(&ch->sendq_)) {
+    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. */
+    w = uvchan__first_waiter(&ch->sendq_);
+    if (value != NULL)
+      uvchan__copy(value, w->value, ch->elem_size_);
+    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
+    uvchan__wake(w, 0);
+    return 0;
+  }
+  if (ch->flags_ & UVCHAN__CHAN_CLOSED)
+    return UV_EOF;
+  return UVCHAN__MUST_WAIT;
+}
 
 /* ---- select.c ---- */
 
