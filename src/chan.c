@@ -74,24 +74,12 @@ void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
   uvchan__complete(req, status);
 }
 
-void uvchan__wake(struct uvchan__waiter_s* w, int status) {
+void uvchan__wake_slow(struct uvchan__waiter_s* w, int status) {
   uvchan_req_t* req = w->req;
   if (req->type == UVCHAN_REQ_SELECT)
     ((uvchan_select_t*)req)->index = (int)w->index;
   uvchan__withdraw(req);
   uvchan__complete(req, status);
-}
-
-void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, void* value,
-                  unsigned op, unsigned index) {
-  w->req = req;
-  w->chan = ch;
-  w->value = value;
-  w->op = op;
-  w->index = index;
-  uvchan__list_push(op == UVCHAN_OP_SEND ? &ch->sendq_ : &ch->recvq_, &w->link);
-  req->state_ |= UVCHAN__REQ_WAITING;
-  UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
 }
 
 /* ---- callback API ---- */

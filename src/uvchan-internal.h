@@ -160,12 +160,8 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
  * positive value, apart from every status (0 or a negative UV_E* code). */
 #define UVCHAN__MUST_WAIT 1
 
-/* Links waiter `w` of `req` at the tail of ch's queue for `op`. */
-void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req, void* value,
-                  unsigned op, unsigned index);
-/* A waiter was matched, or its channel closed/destroyed under it: withdraw its request from every
- * queue and complete it with `status`. */
-void uvchan__wake(struct uvchan__waiter_s* w, int status);
+/* uvchan__wake() for a select, a wait-group wait or a request with a deadline. */
+void uvchan__wake_slow(struct uvchan__waiter_s* w, int status);
 /* Unlinks every waiter and the deadline of `req`. */
 void uvchan__withdraw(uvchan_req_t* req);
 /* Ends a waiting request without a transfer (cancel: UV_ECANCELED, deadline: UV_ETIMEDOUT):
@@ -177,6 +173,34 @@ int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type
                       void (*cb)(void));
 
 /* ---- the two operations, inline at every call site ---- */
+
+/* Links waiter `w` of `req` at the tail of ch's queue for `op`. */
+UVCHAN__INLINE void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvchan_req_t* req,
+                                 void* value, unsigned op, unsigned index) {
+  w->req = req;
+  w->chan = ch;
+  w->value = value;
+  w->op = op;
+  w->index = index;
+  uvchan__list_push(op == UVCHAN_OP_SEND ? &ch->sendq_ : &ch->recvq_, &w->link);
+  req->state_ |= UVCHAN__REQ_WAITING;
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
+}
+
+/* A waiter was matched, or its channel closed/destroyed under it: withdraws its request from
+ * every queue and completes it with `status`. A plain send or receive without a deadline waits
+ * in exactly one queue, so it only leaves that one. */
+UVCHAN__INLINE void uvchan__wake(struct uvchan__waiter_s* w, int status) {
+  uvchan_req_t* req = w->req;
+  if (UVCHAN__LIKELY(req->type <= UVCHAN_REQ_RECV && !(req->state_ & UVCHAN__REQ_DEADLINE))) {
+    uvchan__list_remove(&w->link);
+    uvchan__complete(req, status);
+  } else {
+    uvchan__wake_slow(w, status);
+  }
+}
+
+
 
 /* Element copy, with the common sizes as fixed-size copies the compiler turns into moves. */
 UVCHAN__INLINE void uvchan__copy(void* dst, const void* src, size_t n) {
