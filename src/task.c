@@ -443,7 +443,10 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
                                 : uvchan__recv_now(ch, value, req);
   if (status != UVCHAN__MUST_WAIT)
     return status;
-  uvchan__task_req(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV);
+  /* A task's request keeps ctx_, cb_ (NULL) and state_ (UVCHAN__REQ_TASK) from spawn to exit,
+   * and uvchan__wait fills the waiter: the type and the pending mark are all that change. */
+  req->type = op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
+  req->magic_ = UVCHAN__REQ_MAGIC;
   uvchan__wait(ch, &req->w_, req, value, op, 0);
   if (has_deadline)
     uvchan__deadline_add(req, timeout);
