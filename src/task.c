@@ -44,6 +44,20 @@ void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_
 #define UVCHAN__ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #endif
 
+/* Under valgrind, task stacks are registered so that a switch between two neighbouring stacks is
+ * not mistaken for one stack growing: the client requests cost nothing outside valgrind. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UVCHAN__VG_REGISTER(t) ((t)->vg_stack = VALGRIND_STACK_REGISTER((t)->stack_lo, (char*)(t)))
+#define UVCHAN__VG_DEREGISTER(t) VALGRIND_STACK_DEREGISTER((t)->vg_stack)
+#endif
+#endif
+#if !defined(UVCHAN__VG_REGISTER)
+#define UVCHAN__VG_REGISTER(t) ((void)(t))
+#define UVCHAN__VG_DEREGISTER(t) ((void)(t))
+#endif
+
 #if !defined(MAP_NORESERVE)
 #define MAP_NORESERVE 0
 #endif
@@ -76,6 +90,7 @@ struct uvchan_task_s {
   void* fake_stack; /* AddressSanitizer's fake stack while switched out */
   uint64_t id;
   unsigned state;
+  unsigned vg_stack; /* valgrind's id for the stack, when built with its header */
 };
 
 struct uvchan__pool_s {
@@ -272,6 +287,7 @@ static void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
 #endif
   if (dead != NULL) {
     rt->dead = NULL;
+    UVCHAN__VG_DEREGISTER(dead);
     uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard);
   }
 }
@@ -402,6 +418,7 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
     t->name = attr->name;
     t->wg = attr->wg;
   }
+  UVCHAN__VG_REGISTER(t);
   uvchan__fiber_make(&t->fiber, t->stack_lo, (char*)t, uvchan__task_entry, t);
   uvchan__list_push(&ctx->tasks_, &t->link);
   ctx->ntasks_++;
