@@ -519,6 +519,111 @@ static void test_task_yield_round_robin(void** state) {
   assert_string_equal(yield_log, "ababab");
 }
 
+/* Handover: a parking task switches straight to the next task in the completion queue, but
+ * only when that task is the queue's head; a callback ahead of it runs first, from the loop. */
+static char order_log[16];
+static int order_n;
+static uvchan_t order_ch;
+static void order_task(void* arg) {
+  order_log[order_n++] = *(char*)arg;
+}
+static void order_recv_cb(uvchan_recv_t* req, int status) {
+  (void)req;
+  assert_int_equal(status, 0);
+  order_log[order_n++] = 'x';
+}
+
+static void test_task_handover_keeps_completion_order(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_recv_t r;
+  long v = 7;
+  order_n = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &order_ch, sizeof(long), 0), 0);
+  assert_int_equal(uvchan_recv(&r, &order_ch, &v, order_recv_cb), 0);
+  /* Queue: task a, the callback (completed by the try-send), task b. */
+  assert_int_equal(uvchan_task_spawn(&f->ctx, order_task, "a", NULL), 0);
+  assert_int_equal(uvchan_try_send(&order_ch, &v), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, order_task, "b", NULL), 0);
+  RUN(f);
+  order_log[order_n] = 0;
+  assert_string_equal(order_log, "axb");
+  assert_int_equal(uvchan_destroy(&order_ch), 0);
+}
+
+/* Two tasks that hand over to each other still share the loop's batch: a zero-delay timer armed
+ * before them fires long before their 10000 round trips end. */
+static uvchan_t hb_a, hb_b;
+static long hb_rounds, hb_round_at_timer;
+static void hb_ping(void* arg) {
+  long v = 0;
+  (void)arg;
+  for (hb_rounds = 0; hb_rounds < 10000; hb_rounds++) {
+    assert_int_equal(uvchan_task_send(&hb_a, &v), 0);
+    assert_int_equal(uvchan_task_recv(&hb_b, &v), 0);
+  }
+  uvchan_close(&hb_a);
+}
+static void hb_pong(void* arg) {
+  long v;
+  (void)arg;
+  while (uvchan_task_recv(&hb_a, &v) == 0)
+    assert_int_equal(uvchan_task_send(&hb_b, &v), 0);
+}
+static void hb_timer_cb(uv_timer_t* t) {
+  (void)t;
+  hb_round_at_timer = hb_rounds;
+}
+
+static void test_task_handover_shares_the_batch(void** state) {
+  fixture_t* f = FX(state);
+  uv_timer_t timer;
+  hb_round_at_timer = -1;
+  assert_int_equal(uvchan_ctx_set_batch(&f->ctx, 64), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &hb_a, sizeof(long), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &hb_b, sizeof(long), 0), 0);
+  assert_int_equal(uv_timer_init(&f->loop, &timer), 0);
+  assert_int_equal(uv_timer_start(&timer, hb_timer_cb, 0, 0), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, hb_pong, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, hb_ping, NULL, NULL), 0);
+  RUN(f);
+  assert_int_equal(hb_rounds, 10000);
+  /* 4 resumptions per round trip, 64 per loop iteration: the timer waits at most a few. */
+  assert_true(hb_round_at_timer >= 0 && hb_round_at_timer < 100);
+  uv_close((uv_handle_t*)&timer, NULL);
+  RUN(f);
+  assert_int_equal(uvchan_destroy(&hb_a), 0);
+  assert_int_equal(uvchan_destroy(&hb_b), 0);
+}
+
+/* A task yielding with nothing else ready carries on at once, yet the loop still runs once per
+ * batch: a check handle counts the iterations. */
+static int yield_iterations;
+static void yield_check_cb(uv_check_t* c) {
+  (void)c;
+  yield_iterations++;
+}
+static void lone_yielder(void* arg) {
+  uv_check_t* c = arg;
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(uvchan_task_yield(), 0);
+  uv_check_stop(c);
+}
+
+static void test_task_lone_yield_still_lets_loop_run(void** state) {
+  fixture_t* f = FX(state);
+  uv_check_t check;
+  yield_iterations = 0;
+  assert_int_equal(uvchan_ctx_set_batch(&f->ctx, 10), 0);
+  assert_int_equal(uv_check_init(&f->loop, &check), 0);
+  assert_int_equal(uv_check_start(&check, yield_check_cb), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, lone_yielder, &check, NULL), 0);
+  RUN(f);
+  /* 101 resumptions (start + 100 yields) at 10 per iteration. */
+  assert_true(yield_iterations >= 10);
+  uv_close((uv_handle_t*)&check, NULL);
+  RUN(f);
+}
+
 static void named(void* arg) {
   (void)arg;
   assert_string_equal(uvchan_task_name(uvchan_task_self()), "alpha");
@@ -666,6 +771,9 @@ int main(void) {
       TEST(test_task_teardown_with_parked_tasks),
       TEST(test_task_sleep),
       TEST(test_task_yield_round_robin),
+      TEST(test_task_handover_keeps_completion_order),
+      TEST(test_task_handover_shares_the_batch),
+      TEST(test_task_lone_yield_still_lets_loop_run),
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
       TEST(test_task_100k_parked),
