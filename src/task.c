@@ -37,11 +37,16 @@
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                      size_t* size_old);
+void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #define UVCHAN__ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+/* A task that ended inside nested calls (uvchan_task_exit) leaves its frames' redzones poisoned;
+ * the next task on that stack must not inherit them. */
+#define UVCHAN__ASAN_UNPOISON(addr, size) __asan_unpoison_memory_region(addr, size)
 #define UVCHAN__ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
 #else
 #define UVCHAN__ASAN_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #define UVCHAN__ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define UVCHAN__ASAN_UNPOISON(addr, size) ((void)(addr), (void)(size))
 #endif
 
 /* Under valgrind, task stacks are registered so that a switch between two neighbouring stacks is
@@ -183,6 +188,7 @@ static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
 }
 
 static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s) {
+  UVCHAN__ASAN_UNPOISON(s + pool->guard, pool->size - pool->guard);
   if (pool->nfree >= UVCHAN__POOL_KEEP_HOT)
     (void)madvise(s + pool->guard, pool->size - pool->guard, MADV_DONTNEED);
   if (uvchan__grow(&pool->free, &pool->capfree, pool->nfree + 1) != 0)

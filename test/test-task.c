@@ -624,6 +624,45 @@ static void test_task_lone_yield_still_lets_loop_run(void** state) {
   RUN(f);
 }
 
+/* A task that exits from nested calls never unwinds its frames; the next task on its stack
+ * must start clean (under AddressSanitizer the dead frames' redzones stayed poisoned). */
+static int deep_exits, fresh_runs;
+static void deep_exit(int depth) {
+  volatile char pad[256];
+  pad[0] = (char)depth;
+  if (depth > 0) {
+    deep_exit(depth - 1);
+  } else {
+    deep_exits++;
+    uvchan_task_exit();
+  }
+  (void)pad[0];
+}
+static void exit_deep_task(void* arg) {
+  (void)arg;
+  deep_exit(8);
+}
+static void fresh_task(void* arg) {
+  volatile char buf[4096];
+  (void)arg;
+  for (size_t i = 0; i < sizeof(buf); i++)
+    buf[i] = (char)i;
+  fresh_runs++;
+}
+
+static void test_task_stack_reused_after_exit_from_nested_calls(void** state) {
+  fixture_t* f = FX(state);
+  deep_exits = fresh_runs = 0;
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(uvchan_task_spawn(&f->ctx, exit_deep_task, NULL, NULL), 0);
+  RUN(f);
+  for (int i = 0; i < 100; i++)
+    assert_int_equal(uvchan_task_spawn(&f->ctx, fresh_task, NULL, NULL), 0);
+  RUN(f);
+  assert_int_equal(deep_exits, 100);
+  assert_int_equal(fresh_runs, 100);
+}
+
 static void named(void* arg) {
   (void)arg;
   assert_string_equal(uvchan_task_name(uvchan_task_self()), "alpha");
@@ -774,6 +813,7 @@ int main(void) {
       TEST(test_task_handover_keeps_completion_order),
       TEST(test_task_handover_shares_the_batch),
       TEST(test_task_lone_yield_still_lets_loop_run),
+      TEST(test_task_stack_reused_after_exit_from_nested_calls),
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
       TEST(test_task_100k_parked),
