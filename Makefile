@@ -2,9 +2,11 @@
 # built under build/ (build-sanitize/ for the instrumented build).
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 60
+STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind bench clean
+.PHONY: all deps build demo test test-sanitize test-valgrind bench fuzz stress clean
 
 all: build
 
@@ -48,5 +50,25 @@ bench: build
 	@sh cmake/install-deps.sh go
 	@sh bench/run.sh $(BUILD)
 
+# libFuzzer against the reference model in fuzz/fuzz-chan.c, for FUZZ_SECONDS (default 60), from
+# the committed corpus; new inputs go to fuzz/corpus-work/, a crash to fuzz/crash-*. Exits 0 when
+# clean.
+fuzz: deps
+	@sh cmake/install-deps.sh clang fuzz
+	cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DUVCHAN_BUILD_FUZZ=ON -DUVCHAN_SANITIZE=ON \
+	  -DUVCHAN_BUILD_TESTS=OFF -DUVCHAN_BUILD_EXAMPLES=OFF -DUVCHAN_BUILD_BENCH=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz-chan
+	@mkdir -p fuzz/corpus-work
+	build-fuzz/fuzz/fuzz-chan -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
+	  -artifact_prefix=fuzz/ fuzz/corpus-work fuzz/corpus
+
+# The long randomized runs of test/stress.c at full size, plain and under ASan+UBSan (a tenth of
+# the size there). STRESS_ARGS="-s SEED" replays a seed.
+stress: build
+	./$(BUILD)/test/uvchan-stress $(STRESS_ARGS)
+	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
+	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
+	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -x 10 $(STRESS_ARGS)
+
 clean:
-	rm -rf $(BUILD) build-sanitize build-valgrind
+	rm -rf $(BUILD) build-sanitize build-valgrind build-fuzz
