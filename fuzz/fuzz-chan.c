@@ -17,8 +17,9 @@
  *   - at the end, after destroying every channel, every request has completed, every task has
  *     ended, the context closes and uv_loop_close() returns 0.
  *
- * Input: byte 0 seeds select's random source and picks the batch size; bytes 1..NCH give each
- * channel a capacity (0..3) and an element size (4, 8 or 24 bytes); then operations, each an
+ * Input: byte 0 seeds select's random source, picks the batch size and whether a trace hook
+ * (which checks every event it sees) is installed; bytes 1..NCH give each channel a capacity
+ * (0..3) and an element size (4, 8, 16 or 24 bytes); then operations, each an
  * opcode byte and its arguments. A spawned task takes the next bytes as its own program, which
  * it runs from the loop with the blocking calls.
  *
@@ -357,6 +358,25 @@ static void on_dtor(uvchan_t* ch, void* value) {
   (void)ch;
   CHECK("destructor only inside uvchan_destroy", M.ndtor < MAXCAP);
   M.dtor_vals[M.ndtor++] = val_read(value, (int)uvchan_elem_size(ch));
+}
+
+/* The trace hook sees every event synchronously: each must name one of our channels and, for
+ * the requests it names, a request of ours or of a task. */
+static void on_trace(const uvchan_trace_t* ev, void* arg) {
+  int c;
+  CHECK("trace arg", arg == &M);
+  CHECK("trace kind", strcmp(uvchan_trace_kind_name(ev->kind), "unknown") != 0);
+  for (c = 0; c < NCH && ev->chan != &M.ch[c].real; c++) {
+  }
+  CHECK("trace names one of our channels", c < NCH);
+  CHECK("trace len", ev->len <= (size_t)M.ch[c].cap);
+  if (ev->kind == UVCHAN_TRACE_CLOSE)
+    return;
+  CHECK("trace op", ev->op == UVCHAN_OP_SEND || ev->op == UVCHAN_OP_RECV);
+  if (ev->req != NULL && uvchan_req_task(ev->req) == NULL)
+    (void)party_of(ev->req);
+  if (ev->peer != NULL && uvchan_req_task(ev->peer) == NULL)
+    (void)party_of(ev->peer);
 }
 
 /* ---- reading the program ---- */
@@ -812,17 +832,19 @@ static void top_spawn(reader_t* r) {
 
 static void setup(reader_t* r) {
   int b0 = rd(r);
-  static const int esizes[3] = {4, 8, 24};
+  static const int esizes[4] = {4, 8, 16, 24};
   memset(&M, 0, sizeof(M));
   CHECK_EQ("loop init", uv_loop_init(&M.loop), 0);
   CHECK_EQ("ctx init", uvchan_ctx_init(&M.loop, &M.ctx), 0);
   uvchan_ctx_seed(&M.ctx, (uint64_t)b0 * 0x9e3779b97f4a7c15ull);
   M.batch = (b0 & 7) == 7 ? 1024 : 1u + (unsigned)(b0 & 7);
   CHECK_EQ("batch", uvchan_ctx_set_batch(&M.ctx, M.batch), 0);
+  if (b0 & 0x80)
+    CHECK_EQ("trace", uvchan_ctx_set_trace(&M.ctx, on_trace, &M), 0);
   for (int c = 0; c < NCH; c++) {
     int b = rd(r);
     M.ch[c].cap = b % (MAXCAP + 1);
-    M.ch[c].esize = esizes[(b / (MAXCAP + 1)) % 3];
+    M.ch[c].esize = esizes[(b / (MAXCAP + 1)) % 4];
     CHECK_EQ("chan init",
              uvchan_init(&M.ctx, &M.ch[c].real, (size_t)M.ch[c].esize, (size_t)M.ch[c].cap), 0);
     uvchan_set_destructor(&M.ch[c].real, on_dtor);
