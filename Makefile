@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 60
 STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind bench fuzz stress clean
+.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress clean
 
 all: build
 
@@ -45,6 +45,14 @@ test-valgrind: deps
 	    || { cat $$t.valgrind.log; echo "valgrind: $$t FAILED"; exit 1; }; \
 	  echo "valgrind: $$t clean"; \
 	done
+
+# The aarch64 context switch, cross-built and run under qemu-user (test/fiber-check.c).
+test-aarch64:
+	@sh cmake/install-deps.sh aarch64
+	@mkdir -p $(BUILD)
+	aarch64-linux-gnu-gcc -std=c11 -O2 -Wall -Wextra -Wpedantic -D_GNU_SOURCE -Isrc -static \
+	  test/fiber-check.c src/fiber.c -o $(BUILD)/fiber-check-aarch64 -lm
+	qemu-aarch64 $(BUILD)/fiber-check-aarch64
 
 bench: build
 	@sh cmake/install-deps.sh go

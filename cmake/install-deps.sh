@@ -19,6 +19,8 @@ for extra in "$@"; do
     fuzz) [ -n "$(find /usr/lib -name 'libclang_rt.fuzzer*.a' 2>/dev/null | head -n 1)" ] || pkgs="$pkgs clang libclang-rt-14-dev" ;;
     go) command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go" ;;
     valgrind) command -v valgrind >/dev/null 2>&1 || pkgs="$pkgs valgrind" ;;
+    aarch64) command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 ||
+      pkgs="$pkgs qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;;
   esac
 done
 [ -z "$pkgs" ] && exit 0
