@@ -111,6 +111,9 @@ typedef struct {
   } r;
   uvchan_case_t rcases[MAXCASES];
   unsigned char vbuf[MAXCASES][MAXESIZE];
+  /* a callback request's follow-up: operations its callback runs */
+  unsigned char follow[8];
+  int nfollow;
   /* tasks */
   int task_live, task_wait;
   unsigned char script[MAXSCRIPT];
@@ -329,6 +332,11 @@ static int party_of(const void* req) {
   abort();
 }
 
+typedef struct reader_s reader_t;
+enum { W_TOP, W_CALLBACK };
+static void exec_op(reader_t* r, int where);
+static void run_follow_up(party_t* p);
+
 static void on_req(uvchan_req_t* req, int status) {
   int pi = party_of(req);
   party_t* p = &M.p[pi];
@@ -342,6 +350,7 @@ static void on_req(uvchan_req_t* req, int status) {
   } else {
     check_received(p, 0, status);
   }
+  run_follow_up(p);
 }
 
 static void on_send(uvchan_send_t* r, int st) {
@@ -381,10 +390,10 @@ static void on_trace(const uvchan_trace_t* ev, void* arg) {
 
 /* ---- reading the program ---- */
 
-typedef struct {
+struct reader_s {
   const uint8_t* p;
   size_t n, i;
-} reader_t;
+};
 
 static int rd(reader_t* r) {
   return r->i < r->n ? r->p[r->i++] : 0;
@@ -566,24 +575,52 @@ static void op_close(reader_t* r) {
 
 /* ---- top-level operations ---- */
 
+/* A request may carry a few operations its callback runs: requests started from callbacks, the
+ * way callback code chains its work. They come from the program, so every chain ends. */
+static void rd_follow_up(reader_t* r, party_t* p) {
+  int f = rd(r), n = (f >> 1) % 8;
+  p->nfollow = 0;
+  if (f & 1)
+    while (p->nfollow < n && rd_more(r))
+      p->follow[p->nfollow++] = (unsigned char)rd(r);
+}
+
+static void run_follow_up(party_t* p) {
+  unsigned char buf[sizeof(p->follow)];
+  reader_t fr;
+  if (p->nfollow == 0)
+    return;
+  /* copied first: an operation below may restart this very request */
+  memcpy(buf, p->follow, (size_t)p->nfollow);
+  fr.p = buf;
+  fr.n = (size_t)p->nfollow;
+  fr.i = 0;
+  p->nfollow = 0;
+  while (rd_more(&fr))
+    exec_op(&fr, W_CALLBACK);
+}
+
 static void top_start(reader_t* r, int kind) {
   int pi = rd(r) % NCB, dl, n, got, want, st;
   party_t* p = &M.p[pi];
   uint32_t v = 0;
 
   if (p->state != S_IDLE) {
-    /* Still pending: any start on it must say so and change nothing. */
+    /* Still pending: any start on it must say so and change nothing (arguments are checked
+     * first: during teardown the channels are gone). */
+    int c = p->cases[0].ch;
     M.in_call = 1;
-    got = kind == K_SEND   ? uvchan_send(&p->r.send, &M.ch[0].real, p->vbuf[0], on_send)
-          : kind == K_RECV ? uvchan_recv(&p->r.recv, &M.ch[0].real, p->vbuf[0], on_recv)
+    got = kind == K_SEND   ? uvchan_send(&p->r.send, &M.ch[c].real, p->vbuf[0], on_send)
+          : kind == K_RECV ? uvchan_recv(&p->r.recv, &M.ch[c].real, p->vbuf[0], on_recv)
                            : uvchan_select(&p->r.sel, p->rcases, 1, on_select);
     M.in_call = 0;
-    CHECK_EQ("start on a pending request", got, UV_EBUSY);
+    CHECK_EQ("start on a pending request", got, M.ch[c].dead ? UV_EINVAL : UV_EBUSY);
     return;
   }
   n = kind == K_SELECT ? 1 + rd(r) % MAXCASES : 1;
   rd_cases(r, p, n, kind == K_SEND ? UVCHAN_OP_SEND : kind == K_RECV ? UVCHAN_OP_RECV : 0);
   dl = rd_deadline(r);
+  rd_follow_up(r, p);
   p->kind = kind;
   if (cases_dead(p)) {
     M.in_call = 1;
@@ -879,6 +916,37 @@ static void teardown(void) {
   CHECK_EQ("loop close", uv_loop_close(&M.loop), 0);
 }
 
+/* One operation of the program, from the top level or from a callback (which may not run the
+ * loop it is called from, nor change the batch of the iteration it is in). */
+static void exec_op(reader_t* r, int where) {
+  switch (rd(r) % NOPS) {
+    case OP_SEND: top_start(r, K_SEND); break;
+    case OP_RECV: top_start(r, K_RECV); break;
+    case OP_SELECT: top_start(r, K_SELECT); break;
+    case OP_TRY_SEND: op_try_send(r); break;
+    case OP_TRY_RECV: op_try_recv(r); break;
+    case OP_TRY_SELECT: op_try_select(r); break;
+    case OP_CANCEL: op_cancel(r); break;
+    case OP_CLOSE: op_close(r); break;
+    case OP_RUN:
+      if (where == W_TOP)
+        top_run();
+      break;
+    case OP_DESTROY: destroy_chan(rd(r) % NCH, 1); break;
+    case OP_SPAWN: top_spawn(r); break;
+    case OP_BATCH:
+      if (where == W_TOP) {
+        M.batch = 1u + (unsigned)(rd(r) % 8);
+        CHECK_EQ("set batch", uvchan_ctx_set_batch(&M.ctx, M.batch), 0);
+      }
+      break;
+    case OP_CTX_BUSY:
+      if (!M.ch[0].dead) /* channels exist until teardown, so closing must fail */
+        CHECK_EQ("ctx close while busy", uvchan_ctx_close(&M.ctx, NULL), UV_EBUSY);
+      break;
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -887,24 +955,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   setup(&r);
   while (rd_more(&r) && ops++ < MAXOPS) {
-    switch (rd(&r) % NOPS) {
-      case OP_SEND: top_start(&r, K_SEND); break;
-      case OP_RECV: top_start(&r, K_RECV); break;
-      case OP_SELECT: top_start(&r, K_SELECT); break;
-      case OP_TRY_SEND: op_try_send(&r); break;
-      case OP_TRY_RECV: op_try_recv(&r); break;
-      case OP_TRY_SELECT: op_try_select(&r); break;
-      case OP_CANCEL: op_cancel(&r); break;
-      case OP_CLOSE: op_close(&r); break;
-      case OP_RUN: top_run(); break;
-      case OP_DESTROY: destroy_chan(rd(&r) % NCH, 1); break;
-      case OP_SPAWN: top_spawn(&r); break;
-      case OP_BATCH:
-        M.batch = 1u + (unsigned)(rd(&r) % 8);
-        CHECK_EQ("set batch", uvchan_ctx_set_batch(&M.ctx, M.batch), 0);
-        break;
-      case OP_CTX_BUSY: CHECK_EQ("ctx close while busy", uvchan_ctx_close(&M.ctx, NULL), UV_EBUSY); break;
-    }
+    exec_op(&r, W_TOP);
     check_counts();
   }
   teardown();
