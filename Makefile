@@ -34,16 +34,19 @@ test-sanitize: deps
 	  ctest --test-dir build-sanitize --output-on-failure -j $(JOBS)
 
 # Its own build, configured after valgrind (and so its header) is installed: task stacks are then
-# registered with valgrind, which a build made without the header cannot do.
+# registered with valgrind, which a build made without the header cannot do. Runs every ctest
+# program: the suites, the fuzz corpus replay, the stress smoke and the switch check.
+VALGRIND = valgrind --suppressions=$(CURDIR)/cmake/valgrind.supp --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=all -q
 test-valgrind: deps
 	@sh cmake/install-deps.sh valgrind
 	cmake -S . -B build-valgrind -DUVCHAN_BUILD_BENCH=OFF -DUVCHAN_BUILD_EXAMPLES=OFF
 	cmake --build build-valgrind -j $(JOBS)
-	@for t in build-valgrind/test/test-*; do case $$t in *.log) continue;; esac; \
-	  valgrind --suppressions=cmake/valgrind.supp --error-exitcode=1 --leak-check=full \
-	    --errors-for-leak-kinds=all -q $$t > $$t.valgrind.log 2>&1 \
-	    || { cat $$t.valgrind.log; echo "valgrind: $$t FAILED"; exit 1; }; \
-	  echo "valgrind: $$t clean"; \
+	@cd build-valgrind && ctest -N -V | sed -n 's/^[0-9]*: Test command: //p' | tr -d '"' | \
+	while read -r cmd; do \
+	  log=$$(basename $$(echo "$$cmd" | cut -d' ' -f1)).valgrind.log; \
+	  $(VALGRIND) $$cmd > $$log 2>&1 || { cat $$log; echo "valgrind: $$cmd FAILED"; exit 1; }; \
+	  echo "valgrind: $$cmd clean"; \
 	done
 
 # The aarch64 context switch, cross-built and run under qemu-user (test/fiber-check.c).

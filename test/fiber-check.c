@@ -10,6 +10,19 @@
 
 #include "fiber.h"
 
+/* Under valgrind the fiber stacks (neighbouring heap blocks) must be declared as stacks. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define STACK_REGISTER(lo, hi) VALGRIND_STACK_REGISTER(lo, hi)
+#define STACK_DEREGISTER(id) VALGRIND_STACK_DEREGISTER(id)
+#endif
+#endif
+#if !defined(STACK_REGISTER)
+#define STACK_REGISTER(lo, hi) 0u
+#define STACK_DEREGISTER(id) ((void)(id))
+#endif
+
 enum { NFIB = 3, ROUNDS = 10000, STACK = 64 * 1024 };
 
 static uvchan__fiber_t main_fiber, fibers[NFIB];
@@ -73,11 +86,13 @@ int main(void) {
   uint64_t k = 7, m = 11;
   double z = 1.25;
   char* stacks[NFIB];
+  unsigned ids[NFIB];
 
   for (int i = 0; i < NFIB; i++) {
     stacks[i] = malloc(STACK);
     if (stacks[i] == NULL)
       return 2;
+    ids[i] = STACK_REGISTER(stacks[i], stacks[i] + STACK);
     uvchan__fiber_make(&fibers[i], stacks[i], stacks[i] + STACK, fiber_main, (void*)(intptr_t)i);
   }
   for (int r = 0; r < ROUNDS; r++) {
@@ -90,8 +105,10 @@ int main(void) {
     m = mix(m ^ k);
     z = z * 1.5 - 0.25;
   }
-  for (int i = 0; i < NFIB; i++)
+  for (int i = 0; i < NFIB; i++) {
+    STACK_DEREGISTER(ids[i]);
     free(stacks[i]);
+  }
   printf("fiber-check (%s): %d switches, %s\n", uvchan__fiber_kind(), ROUNDS * (NFIB + 1),
          failures == 0 ? "ok" : "FAILED");
   return failures == 0 ? 0 : 1;
