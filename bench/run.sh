@@ -11,7 +11,7 @@ export GOMAXPROCS=1 GOCACHE="$PWD/$build/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=l
 c="$build/bench/uvchan-bench"
 g="$build/bench/go-peer"
 for run in 1 2 3; do
-  for w in pingpong buffered pipeline select sieve parked; do
+  for w in pingpong buffered pipeline select sieve parked spawn; do
     "$c" -w $w >> "$out/c.txt"
     "$g" -w $w >> "$out/go.txt"
   done
@@ -33,6 +33,7 @@ row pipeline4 pipeline4 ns/item/stage 0.25
 row select4 select4 ns/op 0.35
 row sieve sieve ms 0.35
 row parked parked bytes/task "4.5KB"
+row spawn spawn "ns/task spawned, run, ended (waves of 10k)" -
 row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
 row parked_cb - bytes/request "128B"

@@ -290,6 +290,36 @@ static void bench_parked1m(void) {
   parked_run(1000000, UVCHAN_MIN_STACK_SIZE);
 }
 
+/* ---- spawn: tasks started and finished in waves of 10k (a task per connection, say) ---- */
+
+static uvchan_wg_t spawn_wg;
+static void spawned(void* arg) {
+  (void)arg;
+}
+static void spawner(void* arg) {
+  uvchan_task_attr_t attr = {.wg = &spawn_wg};
+  (void)arg;
+  t0 = now_ns();
+  for (long done = 0; done < N;) {
+    long wave = N - done < 10000 ? N - done : 10000;
+    for (long i = 0; i < wave; i++)
+      if (uvchan_task_spawn(&ctx, spawned, NULL, &attr) != 0)
+        fprintf(stderr, "spawn: failed\n"), exit(1);
+    uvchan_task_wg_wait(&spawn_wg);
+    done += wave;
+  }
+  t1 = now_ns();
+}
+
+static void bench_spawn(void) {
+  ctx_open();
+  uvchan_wg_init(&ctx, &spawn_wg);
+  uvchan_task_spawn(&ctx, spawner, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  printf("spawn %ld %.1f ns/task (spawn, run, exit)\n", N, (t1 - t0) / (double)N);
+  ctx_done();
+}
+
 /* ---- pingpong_cb: two callback chains bouncing a value over two unbuffered channels ---- */
 
 static struct {
@@ -460,7 +490,7 @@ static const struct {
     {"sieve", bench_sieve},             {"parked", bench_parked},
     {"pingpong_cb", bench_pingpong_cb}, {"buffered_cb", bench_buffered_cb},
     {"parked_cb", bench_parked_cb},     {"scale", bench_scale},
-    {"parked1m", bench_parked1m},
+    {"parked1m", bench_parked1m},       {"spawn", bench_spawn},
 };
 
 int main(int argc, char** argv) {

@@ -65,6 +65,8 @@ static void uvchan__on_idle(uv_idle_t* idle) {
   if (ctx->qhead_ == NULL) {
     uv_idle_stop(&ctx->idle_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
+    if (ctx->pools_ != NULL)
+      uvchan__task_pools_scavenge(ctx);
     uvchan__ctx_maybe_finish_close(ctx);
   }
 }

@@ -10,7 +10,11 @@
  * reservations: a whole chunk of stacks is one mapping, so 100k tasks do not exhaust
  * vm.max_map_count as one mapping (or a guard page) per stack would. Only touched pages become
  * resident; the task struct itself sits at the top of its stack, in the page the task uses
- * first. Stacks returning to a pool beyond a small hot set have their pages released.
+ * first. A finished task's stack goes back to its pool still resident, so spawning after a task
+ * ended costs no page faults. Beyond a hot set of 64, free stacks that went unused for a whole
+ * second are released (MADV_DONTNEED): the pool keeps what the last second's peak needed, and
+ * a burst of tasks leaves no lasting footprint. The check runs when a task ends and when the
+ * loop has delivered every completion.
  *
  * Overflow. Without guard pages, the lowest 16 bytes of each stack are a canary that must read
  * zero; it is checked at every switch out of the task, and a task that overwrote it aborts the
@@ -74,7 +78,8 @@ enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN
 
 enum {
   UVCHAN__STACKS_PER_CHUNK = 64, /* one mapping per 64 stacks */
-  UVCHAN__POOL_KEEP_HOT = 64,    /* free stacks kept resident for fast reuse */
+  UVCHAN__POOL_KEEP_HOT = 64,    /* free stacks always kept resident for fast reuse */
+  UVCHAN__POOL_SCAVENGE_MS = 1000, /* how long a free stack stays resident unused */
   UVCHAN__CANARY_BYTES = 16
 };
 
@@ -107,6 +112,9 @@ struct uvchan__pool_s {
   void** free;   /* LIFO of free stacks: the most recently used is reused first */
   size_t nfree;
   size_t capfree;
+  size_t ncold;  /* free[0..ncold) have had their pages released */
+  size_t low;    /* the fewest free stacks since the last scavenge: free[0..low) went unused */
+  uint64_t scavenge_at; /* loop time of the next scavenge */
   void** chunks;
   size_t nchunks;
   size_t capchunks;
@@ -161,8 +169,14 @@ static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
   char* chunk;
   char* s;
 
-  if (pool->nfree > 0)
-    return pool->free[--pool->nfree];
+  if (pool->nfree > 0) {
+    s = pool->free[--pool->nfree];
+    if (pool->ncold > pool->nfree)
+      pool->ncold = pool->nfree;
+    if (pool->low > pool->nfree)
+      pool->low = pool->nfree;
+    return s;
+  }
   if (pool->carve_left == 0) {
     if (uvchan__grow(&pool->chunks, &pool->capchunks, pool->nchunks + 1) != 0)
       return NULL;
@@ -187,13 +201,27 @@ static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
   return s;
 }
 
-static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s) {
+/* Releases the pages of the free stacks that went unused since the last scavenge, beyond the
+ * hot set; the oldest free stacks sit at the bottom of the LIFO, so those are free[0..low). */
+static void uvchan__pool_scavenge(struct uvchan__pool_s* pool, uint64_t now) {
+  size_t keep_from = pool->nfree > UVCHAN__POOL_KEEP_HOT ? pool->nfree - UVCHAN__POOL_KEEP_HOT : 0;
+  size_t end = pool->low < keep_from ? pool->low : keep_from;
+  size_t i;
+  for (i = pool->ncold; i < end; i++)
+    (void)madvise((char*)pool->free[i] + pool->guard, pool->size - pool->guard, MADV_DONTNEED);
+  if (end > pool->ncold)
+    pool->ncold = end;
+  pool->low = pool->nfree;
+  pool->scavenge_at = now + UVCHAN__POOL_SCAVENGE_MS;
+}
+
+static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s, uint64_t now) {
   UVCHAN__ASAN_UNPOISON(s + pool->guard, pool->size - pool->guard);
-  if (pool->nfree >= UVCHAN__POOL_KEEP_HOT)
-    (void)madvise(s + pool->guard, pool->size - pool->guard, MADV_DONTNEED);
   if (uvchan__grow(&pool->free, &pool->capfree, pool->nfree + 1) != 0)
     return; /* the stack stays unused in its chunk until the chunk is unmapped */
   pool->free[pool->nfree++] = s;
+  if (pool->nfree > UVCHAN__POOL_KEEP_HOT && now >= pool->scavenge_at)
+    uvchan__pool_scavenge(pool, now);
 }
 
 static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t size,
@@ -210,6 +238,18 @@ static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t s
   p->next = rt->pools;
   rt->pools = p;
   return p;
+}
+
+void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx) {
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
+  struct uvchan__pool_s* p;
+  uint64_t now;
+  if (rt == NULL)
+    return;
+  now = uv_now(ctx->loop);
+  for (p = rt->pools; p != NULL; p = p->next)
+    if (p->nfree > UVCHAN__POOL_KEEP_HOT && now >= p->scavenge_at)
+      uvchan__pool_scavenge(p, now);
 }
 
 void uvchan__task_pools_free(uvchan_ctx_t* ctx) {
@@ -294,7 +334,7 @@ static void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
   if (dead != NULL) {
     rt->dead = NULL;
     UVCHAN__VG_DEREGISTER(dead);
-    uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard);
+    uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard, uv_now(dead->ctx->loop));
   }
 }
 

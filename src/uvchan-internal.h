@@ -311,6 +311,9 @@ void uvchan__task_resume(uvchan_req_t* req);
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
 /* Frees the stack pools of a context that has no tasks left. */
 void uvchan__task_pools_free(uvchan_ctx_t* ctx);
+/* Releases the memory of task stacks that stayed free for a while (called when the loop has
+ * delivered every completion). */
+void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx);
 const char* uvchan__task_wait_name(const uvchan_task_t* t);
 
 #endif /* UVCHAN_INTERNAL_H */

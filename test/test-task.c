@@ -3,6 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <stdio.h>
+
 #include "test-helpers.h"
 
 static uvchan_ctx_t* CTX; /* the running test's context, for task bodies */
@@ -663,6 +665,70 @@ static void test_task_stack_reused_after_exit_from_nested_calls(void** state) {
   assert_int_equal(fresh_runs, 100);
 }
 
+/* Stacks of finished tasks stay resident for fast reuse, and are released once they have gone
+ * unused for a second or two (checked when a task ends or the loop runs dry). */
+static long rss_bytes(void) {
+  long pages = 0, resident = 0;
+  FILE* fp = fopen("/proc/self/statm", "r");
+  if (fp == NULL)
+    return -1;
+  if (fscanf(fp, "%ld %ld", &pages, &resident) != 2)
+    resident = -1;
+  fclose(fp);
+  return resident * 4096;
+}
+
+static uvchan_t scav_ch;
+static int scav_ended;
+static void scav_task(void* arg) {
+  volatile char big[32 * 1024];
+  long v;
+  (void)arg;
+  for (size_t i = 0; i < sizeof(big); i += 512)
+    big[i] = 1;
+  (void)uvchan_task_recv(&scav_ch, &v);
+  scav_ended++;
+}
+static void nop_task(void* arg) {
+  (void)arg;
+}
+
+static void test_task_free_stacks_released_when_unused(void** state) {
+  fixture_t* f = FX(state);
+  long before, hot, after;
+  scav_ended = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &scav_ch, sizeof(long), 0), 0);
+  before = rss_bytes();
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(uvchan_task_spawn(&f->ctx, scav_task, NULL, NULL), 0);
+  RUN(f);
+  assert_int_equal(uvchan_close(&scav_ch), 0);
+  RUN(f);
+  assert_int_equal(scav_ended, 1000);
+  hot = rss_bytes(); /* the 1000 finished stacks are still resident, ready for reuse */
+  for (int round = 0; round < 2; round++) {
+    uv_sleep(1100);
+    assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, NULL), 0);
+    RUN(f);
+  }
+  after = rss_bytes();
+  print_message("rss: before %ld KB, 1000 finished tasks %ld KB, 2.2 s later %ld KB\n",
+                before / 1024, hot / 1024, after / 1024);
+  assert_true(hot - before > 20 * 1024 * 1024);
+  assert_true(hot - after > 20 * 1024 * 1024); /* all but the hot set of 64 went back */
+  /* Released stacks are reused as they are: new tasks run on them. */
+  scav_ended = 0;
+  assert_int_equal(uvchan_destroy(&scav_ch), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &scav_ch, sizeof(long), 0), 0);
+  for (int i = 0; i < 1000; i++)
+    assert_int_equal(uvchan_task_spawn(&f->ctx, scav_task, NULL, NULL), 0);
+  RUN(f);
+  assert_int_equal(uvchan_close(&scav_ch), 0);
+  RUN(f);
+  assert_int_equal(scav_ended, 1000);
+  assert_int_equal(uvchan_destroy(&scav_ch), 0);
+}
+
 static void named(void* arg) {
   (void)arg;
   assert_string_equal(uvchan_task_name(uvchan_task_self()), "alpha");
@@ -814,6 +880,7 @@ int main(void) {
       TEST(test_task_handover_shares_the_batch),
       TEST(test_task_lone_yield_still_lets_loop_run),
       TEST(test_task_stack_reused_after_exit_from_nested_calls),
+      TEST(test_task_free_stacks_released_when_unused),
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
       TEST(test_task_100k_parked),

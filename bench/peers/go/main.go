@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 )
 
@@ -137,6 +138,25 @@ func parked(n int) {
 		float64(after.Sys-before.Sys)/float64(n), perOp(spawn, n), perOp(time.Since(start), n))
 }
 
+// Goroutines started and finished in waves of 10k, joined with a WaitGroup (uvchan's "spawn").
+func spawn(n int) {
+	var wg sync.WaitGroup
+	start := time.Now()
+	for done := 0; done < n; {
+		wave := 10000
+		if n-done < wave {
+			wave = n - done
+		}
+		wg.Add(wave)
+		for i := 0; i < wave; i++ {
+			go func() { wg.Done() }()
+		}
+		wg.Wait()
+		done += wave
+	}
+	fmt.Printf("spawn %d %.1f ns/task (spawn, run, exit)\n", n, perOp(time.Since(start), n))
+}
+
 func main() {
 	n := flag.Int("n", 1000000, "operations")
 	w := flag.String("w", "all", "workload")
@@ -154,6 +174,7 @@ func main() {
 	run("select", func() { selectFour(*n) })
 	run("sieve", func() { sieve(2000) })
 	run("parked", func() { parked(100000) })
+	run("spawn", func() { spawn(*n) })
 	if !ran {
 		fmt.Fprintln(os.Stderr, "unknown workload", *w)
 		os.Exit(2)
