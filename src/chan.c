@@ -18,6 +18,10 @@
  * The operation that unblocks a waiter completes it: it copies the value, withdraws the waiter's
  * request from every queue, and queues its completion. The woken side never retries, and no
  * callback runs while a channel is half-updated: callbacks only run from the loop (ctx.c).
+ *
+ * The matching itself (uvchan__send_now, uvchan__recv_now, uvchan__wait, uvchan__wake) lives in
+ * uvchan-internal.h, so that every entry point here, in select.c and in task.c inlines a copy
+ * specialised for its operation; this file keeps the slow paths, close, cancel and teardown.
  */
 #include "uvchan-internal.h"
 
