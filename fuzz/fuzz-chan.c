@@ -86,8 +86,6 @@ typedef struct {
 
 enum { K_NONE, K_SEND, K_RECV, K_SELECT, K_TASK };
 enum { S_IDLE, S_WAITING, S_QUEUED };
-/* What a task is blocked in, to know what its resumption must report. */
-enum { T_NONE, T_START, T_OP, T_SELECT, T_SLEEP, T_YIELD };
 
 typedef struct {
   int ch, op; /* UVCHAN_OP_SEND / UVCHAN_OP_RECV */
@@ -100,8 +98,8 @@ typedef struct {
   int ncases;
   mcase_t cases[MAXCASES];
   /* the completion the model predicts */
-  int exp_status, exp_index, exp_hasval;
-  uint32_t exp_val;
+  int exp_status, exp_index;
+  uint32_t exp_val; /* what a receive gets */
   /* the real objects */
   union {
     uvchan_req_t req;
@@ -115,7 +113,7 @@ typedef struct {
   unsigned char follow[8];
   int nfollow;
   /* tasks */
-  int task_live, task_wait;
+  int task_live;
   unsigned char script[MAXSCRIPT];
   int nscript;
 } party_t;
@@ -178,7 +176,7 @@ static void mq_remove(mwaiter_t* q, int* n, int party) {
 }
 
 /* The party leaves every queue and completes: its callback or resumption is queued. */
-static void m_complete(int pi, int status, int index, int hasval, uint32_t val, int group) {
+static void m_complete(int pi, int status, int index, uint32_t val, int group) {
   party_t* p = &M.p[pi];
   for (int c = 0; c < NCH; c++) {
     mq_remove(M.ch[c].sq, &M.ch[c].nsq, pi);
@@ -188,7 +186,6 @@ static void m_complete(int pi, int status, int index, int hasval, uint32_t val, 
   p->dl0 = 0;
   p->exp_status = status;
   p->exp_index = index;
-  p->exp_hasval = hasval;
   p->exp_val = val;
   q_push(pi, group);
 }
@@ -206,7 +203,7 @@ static int m_send_now(int c, uint32_t v) {
   if (ch->nrq > 0) {
     mwaiter_t w = ch->rq[0];
     m_accept(v);
-    m_complete(w.party, 0, w.cas, 1, v, 0);
+    m_complete(w.party, 0, w.cas, v, 0);
     return 0;
   }
   if (ch->len < ch->cap) {
@@ -232,7 +229,7 @@ static int m_recv_now(int c, uint32_t* out) {
       m_accept(sv);
       ch->buf[(ch->head + ch->len) % ch->cap] = sv;
       ch->len++;
-      m_complete(w.party, 0, w.cas, 0, 0, 0);
+      m_complete(w.party, 0, w.cas, 0, 0);
     }
     return 0;
   }
@@ -240,7 +237,7 @@ static int m_recv_now(int c, uint32_t* out) {
     mwaiter_t w = ch->sq[0];
     *out = M.p[w.party].cases[w.cas].sval;
     m_accept(*out);
-    m_complete(w.party, 0, w.cas, 0, 0, 0);
+    m_complete(w.party, 0, w.cas, 0, 0);
     return 0;
   }
   if (ch->closed)
@@ -270,9 +267,9 @@ static int m_case_ready(const mcase_t* k) {
 static void m_fail_queues(int c, int rstatus, int sstatus) {
   mchan_t* ch = &M.ch[c];
   while (ch->nrq > 0)
-    m_complete(ch->rq[0].party, rstatus, ch->rq[0].cas, 0, 0, 0);
+    m_complete(ch->rq[0].party, rstatus, ch->rq[0].cas, 0, 0);
   while (ch->nsq > 0)
-    m_complete(ch->sq[0].party, sstatus, ch->sq[0].cas, 0, 0, 0);
+    m_complete(ch->sq[0].party, sstatus, ch->sq[0].cas, 0, 0);
 }
 
 /* ---- checks against the real library ---- */
@@ -315,14 +312,19 @@ static void deliver(int pi) {
   CHECK("at most batch deliveries per iteration", (unsigned)M.delivered <= M.batch);
 }
 
-static void check_received(party_t* p, int cas, int status) {
-  uint32_t v;
-  if (status != 0 || p->cases[cas].op != UVCHAN_OP_RECV)
-    return;
-  v = val_read(p->vbuf[cas], M.ch[p->cases[cas].ch].esize);
-  CHECK_EQ("received value", v, p->exp_val);
+/* A value arrived in buffer `b` from channel `c`: it must be the model's, intact, and the first
+ * arrival of that value. */
+static void got_value(const unsigned char* b, int c, uint32_t want) {
+  uint32_t v = val_read(b, M.ch[c].esize);
+  CHECK_EQ("received value", v, want);
   CHECK_EQ("received once", M.received[v], 0);
   M.received[v] = 1;
+}
+
+/* Case `cas` of party p completed with `status`: if it was a successful receive, check it. */
+static void check_received(party_t* p, int cas, int status, uint32_t want) {
+  if (status == 0 && p->cases[cas].op == UVCHAN_OP_RECV)
+    got_value(p->vbuf[cas], p->cases[cas].ch, want);
 }
 
 static int party_of(const void* req) {
@@ -346,9 +348,9 @@ static void on_req(uvchan_req_t* req, int status) {
   if (p->kind == K_SELECT) {
     CHECK_EQ("select index", p->r.sel.index, p->exp_index);
     if (p->exp_index >= 0)
-      check_received(p, p->exp_index, status);
+      check_received(p, p->exp_index, status, p->exp_val);
   } else {
-    check_received(p, 0, status);
+    check_received(p, 0, status, p->exp_val);
   }
   run_follow_up(p);
 }
@@ -496,19 +498,15 @@ static void op_try_send(reader_t* r) {
 static void op_try_recv(reader_t* r) {
   int c = rd(r) % NCH;
   unsigned char b[MAXESIZE];
-  uint32_t want_v = 0, v;
+  uint32_t want_v = 0;
   int want, got;
   want = M.ch[c].dead ? UV_EINVAL : m_recv_now(c, &want_v);
   M.in_call = 1;
   got = uvchan_try_recv(&M.ch[c].real, b);
   M.in_call = 0;
   CHECK_EQ("try_recv", got, want == MUST_WAIT ? UV_EAGAIN : want);
-  if (got == 0) {
-    v = val_read(b, M.ch[c].esize);
-    CHECK_EQ("try_recv value", v, want_v);
-    CHECK_EQ("received once", M.received[v], 0);
-    M.received[v] = 1;
-  }
+  if (got == 0)
+    got_value(b, c, want_v);
 }
 
 static void op_try_select(reader_t* r) {
@@ -516,7 +514,7 @@ static void op_try_select(reader_t* r) {
   int n = 1 + rd(r) % MAXCASES, got, st = 0, want_st;
   uint32_t v = 0;
   memset(&tmp, 0, sizeof(tmp));
-  /* the model reads case values through a party: borrow the last slot's case storage */
+  /* rd_cases fills a party's cases; this one lives only for the call */
   rd_cases(r, &tmp, n, 0);
   if (cases_dead(&tmp)) {
     CHECK_EQ("try_select on a destroyed channel", uvchan_try_select(tmp.rcases, (unsigned)n, &st),
@@ -535,12 +533,7 @@ static void op_try_select(reader_t* r) {
   want_st = tmp.cases[got].op == UVCHAN_OP_SEND ? m_send_now(tmp.cases[got].ch, tmp.cases[got].sval)
                                                 : m_recv_now(tmp.cases[got].ch, &v);
   CHECK_EQ("try_select status", st, want_st);
-  if (st == 0 && tmp.cases[got].op == UVCHAN_OP_RECV) {
-    uint32_t rv = val_read(tmp.vbuf[got], M.ch[tmp.cases[got].ch].esize);
-    CHECK_EQ("try_select value", rv, v);
-    CHECK_EQ("received once", M.received[rv], 0);
-    M.received[rv] = 1;
-  }
+  check_received(&tmp, got, st, v);
 }
 
 static void op_cancel(reader_t* r) {
@@ -548,7 +541,7 @@ static void op_cancel(reader_t* r) {
   party_t* p = &M.p[pi];
   int want = p->state == S_WAITING ? 0 : p->state == S_QUEUED ? UV_EBUSY : UV_EINVAL, got;
   if (want == 0)
-    m_complete(pi, UV_ECANCELED, -1, 0, 0, 0);
+    m_complete(pi, UV_ECANCELED, -1, 0, 0);
   M.in_call = 1;
   got = uvchan_cancel(&p->r.req);
   M.in_call = 0;
@@ -641,7 +634,7 @@ static void top_start(reader_t* r, int kind) {
     if (any_ready(p)) {
       /* The library completed one case at once; its index is already final. */
       st = m_select_apply(pi, p->r.sel.index, &v);
-      m_complete(pi, st, p->r.sel.index, p->cases[p->r.sel.index].op == UVCHAN_OP_RECV, v, 0);
+      m_complete(pi, st, p->r.sel.index, v, 0);
     } else {
       CHECK_EQ("waiting select has no index", p->r.sel.index, -1);
       for (int i = 0; i < n; i++)
@@ -654,7 +647,7 @@ static void top_start(reader_t* r, int kind) {
   want = kind == K_SEND ? m_send_now(p->cases[0].ch, p->cases[0].sval)
                         : m_recv_now(p->cases[0].ch, &v);
   if (want != MUST_WAIT) {
-    m_complete(pi, want, 0, kind == K_RECV, v, 0);
+    m_complete(pi, want, 0, v, 0);
   } else {
     m_wait(pi, 0);
     p->state = S_WAITING;
@@ -676,20 +669,16 @@ static void top_start(reader_t* r, int kind) {
 /* One loop iteration: deadline-0 waiters expire first (libuv's timer phase), then the idle
  * handle delivers up to `batch` completions. */
 static void top_run(void) {
-  int expired = 0;
   M.group++;
   for (int i = 0; i < NPARTY; i++)
-    if (M.p[i].state == S_WAITING && M.p[i].dl0) {
-      m_complete(i, UV_ETIMEDOUT, -1, 0, 0, M.group);
-      expired++;
-    }
+    if (M.p[i].state == S_WAITING && M.p[i].dl0)
+      m_complete(i, UV_ETIMEDOUT, -1, 0, M.group);
   M.delivered = 0;
   M.in_run = 1;
   uv_run(&M.loop, UV_RUN_NOWAIT);
   M.in_run = 0;
   if ((unsigned)M.delivered < M.batch)
     CHECK_EQ("completions left behind in an iteration with budget", M.nq, 0);
-  (void)expired;
 }
 
 static void destroy_chan(int c, int recreate) {
@@ -770,12 +759,7 @@ static void task_body(void* arg) {
           v = p->exp_val;
         }
         CHECK_EQ("task op status", got, want);
-        if (!send && got == 0) {
-          uint32_t rv = val_read(p->vbuf[0], M.ch[p->cases[0].ch].esize);
-          CHECK_EQ("task received value", rv, v);
-          CHECK_EQ("received once", M.received[rv], 0);
-          M.received[rv] = 1;
-        }
+        check_received(p, 0, got, v);
         break;
       }
       case OP_SELECT: {
@@ -809,12 +793,7 @@ static void task_body(void* arg) {
           CHECK_EQ("task select index", got, p->exp_index);
           CHECK_EQ("task select status", st, p->exp_status);
         }
-        if (st == 0 && p->cases[got].op == UVCHAN_OP_RECV) {
-          uint32_t rv = val_read(p->vbuf[got], M.ch[p->cases[got].ch].esize);
-          CHECK_EQ("task select value", rv, v);
-          CHECK_EQ("received once", M.received[rv], 0);
-          M.received[rv] = 1;
-        }
+        check_received(p, got, st, v);
         break;
       }
       case OP_TRY_SEND: op_try_send(&r); break;
