@@ -73,13 +73,13 @@ fuzz: deps
 	build-fuzz/fuzz/fuzz-chan -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -print_final_stats=1 \
 	  -artifact_prefix=fuzz/ fuzz/corpus-work fuzz/corpus
 
-# The long randomized runs of test/stress.c at full size, plain and under ASan+UBSan (a tenth of
-# the size there). STRESS_ARGS="-s SEED" replays a seed.
+# The randomized runs of test/stress.c at full size, 20 rounds with their own seeds, plain and
+# (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round.
 stress: build
-	./$(BUILD)/test/uvchan-stress $(STRESS_ARGS)
+	./$(BUILD)/test/uvchan-stress -r 20 $(STRESS_ARGS)
 	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
 	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
-	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -x 10 $(STRESS_ARGS)
+	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -r 5 $(STRESS_ARGS)
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-valgrind build-fuzz

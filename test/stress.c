@@ -8,9 +8,10 @@
  *            whose send failed never shows up.
  *   selects  1000 tasks each running 1000 selects (send and receive cases over 32 channels,
  *            with deadlines) against callback selects. Same conservation checks.
- * Usage: uvchan-stress [-s SEED] [-x SCALE_PERCENT] [-w churn|waiters|selects|all]
- * The seed is printed first; deadlines make a replay follow the same program, though not always
- * the same timing. Exits 0 when every check held. */
+ * Usage: uvchan-stress [-s SEED] [-x SCALE_PERCENT] [-r ROUNDS] [-w churn|waiters|selects|all]
+ * Each round runs the scenarios with its own seed, printed first: `-s SEED -r 1` replays a round
+ * (deadlines make a replay follow the same program, though not always the same timing). Exits 0
+ * when every check held in every round. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -437,26 +438,34 @@ static void run_selects(void) {
 int main(int argc, char** argv) {
   const char* which = "all";
   uint64_t seed = uv_hrtime() ^ (uint64_t)(uintptr_t)&seed;
+  long rounds = 1;
+  int all;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "-s") == 0)
       seed = strtoull(argv[i + 1], NULL, 0);
     else if (strcmp(argv[i], "-x") == 0)
       scale = atol(argv[i + 1]);
+    else if (strcmp(argv[i], "-r") == 0)
+      rounds = atol(argv[i + 1]);
     else if (strcmp(argv[i], "-w") == 0)
       which = argv[i + 1];
   }
   if (scale < 1)
     scale = 1;
-  rng_state = seed != 0 ? seed : 1;
-  printf("uvchan-stress: seed %llu, scale %ld%% (replay: uvchan-stress -s %llu -x %ld)\n",
-         (unsigned long long)seed, scale, (unsigned long long)seed, scale);
-  fflush(stdout);
-  if (strcmp(which, "all") == 0 || strcmp(which, "churn") == 0)
-    run_churn();
-  if (strcmp(which, "all") == 0 || strcmp(which, "waiters") == 0)
-    run_waiters();
-  if (strcmp(which, "all") == 0 || strcmp(which, "selects") == 0)
-    run_selects();
+  all = strcmp(which, "all") == 0;
+  for (long r = 0; r < rounds; r++, seed = seed * 6364136223846793005ull + 1442695040888963407ull) {
+    rng_state = seed != 0 ? seed : 1;
+    printf("uvchan-stress: round %ld of %ld, seed %llu, scale %ld%% (replay: uvchan-stress -s %llu "
+           "-x %ld -w %s)\n",
+           r + 1, rounds, (unsigned long long)seed, scale, (unsigned long long)seed, scale, which);
+    fflush(stdout);
+    if (all || strcmp(which, "churn") == 0)
+      run_churn();
+    if (all || strcmp(which, "waiters") == 0)
+      run_waiters();
+    if (all || strcmp(which, "selects") == 0)
+      run_selects();
+  }
   printf("uvchan-stress: %s\n", failures == 0 ? "clean" : "FAILED");
   return failures == 0 ? 0 : 1;
 }
