@@ -314,11 +314,17 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   return 1;
 }
 
-/* Runs on every stack right after a switch lands there: completes ASan's switch (learning the
- * loop stack's bounds when the switch came from there) and frees the stack of a task that ended
- * with the switch, now that no one runs on it. */
-static void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
+/* Frees the stack of the task that ended with the switch just made, now that no one runs on it. */
+static void uvchan__task_reap(struct uvchan__rt_s* rt) {
   uvchan_task_t* dead = rt->dead;
+  rt->dead = NULL;
+  UVCHAN__VG_DEREGISTER(dead);
+  uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard, uv_now(dead->ctx->loop));
+}
+
+/* Runs on every stack right after a switch lands there: completes ASan's switch (learning the
+ * loop stack's bounds when the switch came from there) and reaps a task that ended with it. */
+UVCHAN__INLINE void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
 #if defined(UVCHAN__ASAN)
   const void* bottom;
   size_t size;
@@ -331,11 +337,8 @@ static void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
 #else
   (void)fake;
 #endif
-  if (dead != NULL) {
-    rt->dead = NULL;
-    UVCHAN__VG_DEREGISTER(dead);
-    uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard, uv_now(dead->ctx->loop));
-  }
+  if (UVCHAN__UNLIKELY(rt->dead != NULL))
+    uvchan__task_reap(rt);
 }
 
 /* Parks the running task until its request completes. */
