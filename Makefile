@@ -3,6 +3,10 @@
 BUILD      ?= build
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
+# The instrumented build: clang, whose UBSan also catches arithmetic on null pointers (gcc's
+# does not), with AddressSanitizer.
+SANITIZE_CONFIGURE = cmake -S . -B build-sanitize -DCMAKE_C_COMPILER=clang -DUVCHAN_SANITIZE=ON \
+  -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
 STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
@@ -28,7 +32,8 @@ test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 test-sanitize: deps
-	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
+	@sh cmake/install-deps.sh clang
+	$(SANITIZE_CONFIGURE)
 	cmake --build build-sanitize -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-sanitize --output-on-failure -j $(JOBS)
@@ -77,7 +82,8 @@ fuzz: deps
 # (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round.
 stress: build
 	./$(BUILD)/test/uvchan-stress -r 20 $(STRESS_ARGS)
-	cmake -S . -B build-sanitize -DUVCHAN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
+	@sh cmake/install-deps.sh clang
+	$(SANITIZE_CONFIGURE)
 	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
 	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -r 5 $(STRESS_ARGS)
 

@@ -27,6 +27,10 @@
 
 #include <stdlib.h>
 
+/* The "buffer" of every buffered channel of zero-size elements: it holds only a count, but the
+ * ring arithmetic (buf_ + i * 0) must not start from a null pointer, which C leaves undefined. */
+static char uvchan__no_elems[1];
+
 int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
   if (!uvchan__ctx_ok(ctx) || ch == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
@@ -37,6 +41,8 @@ int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capaci
     ch->buf_ = malloc(elem_size * capacity);
     if (ch->buf_ == NULL)
       return UV_ENOMEM;
+  } else if (capacity != 0) {
+    ch->buf_ = uvchan__no_elems;
   }
   ch->ctx_ = ctx;
   ch->elem_size_ = elem_size;
@@ -212,7 +218,8 @@ int uvchan_destroy(uvchan_t* ch) {
       ch->head_ = 0;
     ch->len_--;
   }
-  free(ch->buf_);
+  if (ch->buf_ != uvchan__no_elems)
+    free(ch->buf_);
   ch->buf_ = NULL;
   uvchan__list_remove(&ch->link_);
   ch->ctx_->nchans_--;
