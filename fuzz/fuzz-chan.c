@@ -19,7 +19,8 @@
  *
  * Input: byte 0 seeds select's random source, picks the batch size and whether a trace hook
  * (which checks every event it sees) is installed; bytes 1..NCH give each channel a capacity
- * (0..3) and an element size (4, 8, 16 or 24 bytes); then operations, each an
+ * (0..3) and an element size (4, 8, 16, 24, or 0 for signal channels, whose values the model
+ * tracks alone); then operations, each an
  * opcode byte and its arguments. A spawned task takes the next bytes as its own program, which
  * it runs from the loop with the blocking calls.
  *
@@ -315,7 +316,8 @@ static void deliver(int pi) {
 /* A value arrived in buffer `b` from channel `c`: it must be the model's, intact, and the first
  * arrival of that value. */
 static void got_value(const unsigned char* b, int c, uint32_t want) {
-  uint32_t v = val_read(b, M.ch[c].esize);
+  /* zero-size elements carry nothing to read: the model's accounting is all there is */
+  uint32_t v = M.ch[c].esize != 0 ? val_read(b, M.ch[c].esize) : want;
   CHECK_EQ("received value", v, want);
   CHECK_EQ("received once", M.received[v], 0);
   M.received[v] = 1;
@@ -368,7 +370,7 @@ static void on_select(uvchan_select_t* r, int st) {
 static void on_dtor(uvchan_t* ch, void* value) {
   (void)ch;
   CHECK("destructor only inside uvchan_destroy", M.ndtor < MAXCAP);
-  M.dtor_vals[M.ndtor++] = val_read(value, (int)uvchan_elem_size(ch));
+  M.dtor_vals[M.ndtor++] = uvchan_elem_size(ch) != 0 ? val_read(value, (int)uvchan_elem_size(ch)) : 0;
 }
 
 /* The trace hook sees every event synchronously: each must name one of our channels and, for
@@ -431,7 +433,7 @@ static void rd_cases(reader_t* r, party_t* p, int n, int op_fixed) {
     }
     p->rcases[i].chan = &M.ch[k->ch].real;
     p->rcases[i].op = (uvchan_op)k->op;
-    p->rcases[i].value = p->vbuf[i];
+    p->rcases[i].value = M.ch[k->ch].esize != 0 ? p->vbuf[i] : NULL; /* NULL is allowed there */
   }
 }
 
@@ -490,7 +492,7 @@ static void op_try_send(reader_t* r) {
   val_fill(b, M.ch[c].esize, v);
   want = M.ch[c].dead ? UV_EINVAL : m_send_now(c, v);
   M.in_call = 1;
-  got = uvchan_try_send(&M.ch[c].real, b);
+  got = uvchan_try_send(&M.ch[c].real, M.ch[c].esize != 0 ? b : NULL);
   M.in_call = 0;
   CHECK_EQ("try_send", got, want == MUST_WAIT ? UV_EAGAIN : want);
 }
@@ -502,7 +504,7 @@ static void op_try_recv(reader_t* r) {
   int want, got;
   want = M.ch[c].dead ? UV_EINVAL : m_recv_now(c, &want_v);
   M.in_call = 1;
-  got = uvchan_try_recv(&M.ch[c].real, b);
+  got = uvchan_try_recv(&M.ch[c].real, M.ch[c].esize != 0 ? b : NULL);
   M.in_call = 0;
   CHECK_EQ("try_recv", got, want == MUST_WAIT ? UV_EAGAIN : want);
   if (got == 0)
@@ -617,8 +619,8 @@ static void top_start(reader_t* r, int kind) {
   p->kind = kind;
   if (cases_dead(p)) {
     M.in_call = 1;
-    got = kind == K_SEND   ? uvchan_send(&p->r.send, p->rcases[0].chan, p->vbuf[0], on_send)
-          : kind == K_RECV ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->vbuf[0], on_recv)
+    got = kind == K_SEND   ? uvchan_send(&p->r.send, p->rcases[0].chan, p->rcases[0].value, on_send)
+          : kind == K_RECV ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->rcases[0].value, on_recv)
                            : uvchan_select(&p->r.sel, p->rcases, (unsigned)n, on_select);
     M.in_call = 0;
     CHECK_EQ("start on a destroyed channel", got, UV_EINVAL);
@@ -655,12 +657,12 @@ static void top_start(reader_t* r, int kind) {
   }
   M.in_call = 1;
   if (kind == K_SEND)
-    got = dl == 0 ? uvchan_send(&p->r.send, p->rcases[0].chan, p->vbuf[0], on_send)
-                  : uvchan_send_timeout(&p->r.send, p->rcases[0].chan, p->vbuf[0],
+    got = dl == 0 ? uvchan_send(&p->r.send, p->rcases[0].chan, p->rcases[0].value, on_send)
+                  : uvchan_send_timeout(&p->r.send, p->rcases[0].chan, p->rcases[0].value,
                                         timeout_of(dl), on_send);
   else
-    got = dl == 0 ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->vbuf[0], on_recv)
-                  : uvchan_recv_timeout(&p->r.recv, p->rcases[0].chan, p->vbuf[0],
+    got = dl == 0 ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->rcases[0].value, on_recv)
+                  : uvchan_recv_timeout(&p->r.recv, p->rcases[0].chan, p->rcases[0].value,
                                         timeout_of(dl), on_recv);
   M.in_call = 0;
   CHECK_EQ("start", got, 0);
@@ -694,7 +696,8 @@ static void destroy_chan(int c, int recreate) {
   CHECK_EQ("destructor calls", M.ndtor, ch->len);
   for (n = 0; n < ch->len; n++) {
     uint32_t v = ch->buf[(ch->head + n) % ch->cap];
-    CHECK_EQ("destroyed value, in order", M.dtor_vals[n], v);
+    if (ch->esize != 0)
+      CHECK_EQ("destroyed value, in order", M.dtor_vals[n], v);
     CHECK_EQ("destroyed once", M.destroyed[v], 0);
     M.destroyed[v] = 1;
   }
@@ -736,8 +739,8 @@ static void task_body(void* arg) {
         rd_cases(&r, p, 1, send ? UVCHAN_OP_SEND : UVCHAN_OP_RECV);
         dl = rd_deadline(&r);
         if (cases_dead(p)) {
-          got = send ? uvchan_task_send(p->rcases[0].chan, p->vbuf[0])
-                     : uvchan_task_recv(p->rcases[0].chan, p->vbuf[0]);
+          got = send ? uvchan_task_send(p->rcases[0].chan, p->rcases[0].value)
+                     : uvchan_task_recv(p->rcases[0].chan, p->rcases[0].value);
           CHECK_EQ("task op on a destroyed channel", got, UV_EINVAL);
           break;
         }
@@ -748,11 +751,11 @@ static void task_body(void* arg) {
           p->dl0 = dl == 1;
         }
         if (send)
-          got = dl == 0 ? uvchan_task_send(p->rcases[0].chan, p->vbuf[0])
-                        : uvchan_task_send_timeout(p->rcases[0].chan, p->vbuf[0], timeout_of(dl));
+          got = dl == 0 ? uvchan_task_send(p->rcases[0].chan, p->rcases[0].value)
+                        : uvchan_task_send_timeout(p->rcases[0].chan, p->rcases[0].value, timeout_of(dl));
         else
-          got = dl == 0 ? uvchan_task_recv(p->rcases[0].chan, p->vbuf[0])
-                        : uvchan_task_recv_timeout(p->rcases[0].chan, p->vbuf[0], timeout_of(dl));
+          got = dl == 0 ? uvchan_task_recv(p->rcases[0].chan, p->rcases[0].value)
+                        : uvchan_task_recv_timeout(p->rcases[0].chan, p->rcases[0].value, timeout_of(dl));
         if (want == MUST_WAIT) {
           task_resumed(pi);
           want = p->exp_status;
@@ -848,7 +851,7 @@ static void top_spawn(reader_t* r) {
 
 static void setup(reader_t* r) {
   int b0 = rd(r);
-  static const int esizes[4] = {4, 8, 16, 24};
+  static const int esizes[5] = {4, 8, 16, 24, 0};
   memset(&M, 0, sizeof(M));
   CHECK_EQ("loop init", uv_loop_init(&M.loop), 0);
   CHECK_EQ("ctx init", uvchan_ctx_init(&M.loop, &M.ctx), 0);
@@ -860,7 +863,7 @@ static void setup(reader_t* r) {
   for (int c = 0; c < NCH; c++) {
     int b = rd(r);
     M.ch[c].cap = b % (MAXCAP + 1);
-    M.ch[c].esize = esizes[(b / (MAXCAP + 1)) % 4];
+    M.ch[c].esize = esizes[(b / (MAXCAP + 1)) % 5];
     CHECK_EQ("chan init",
              uvchan_init(&M.ctx, &M.ch[c].real, (size_t)M.ch[c].esize, (size_t)M.ch[c].cap), 0);
     uvchan_set_destructor(&M.ch[c].real, on_dtor);
