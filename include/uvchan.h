@@ -212,10 +212,10 @@ struct uvchan_trace_s {
 UVCHAN_EXTERN int uvchan_ctx_set_trace(uvchan_ctx_t* ctx, uvchan_trace_cb cb, void* arg);
 
 /* A ready-made trace hook printing one line per event to the FILE* given as `arg` (stderr when
- * NULL). UVCHAN_TRACE=1 installs it. */
+ * NULL). UVCHAN_TRACE=1 installs it. A NULL event, or one without a channel, prints nothing. */
 UVCHAN_EXTERN void uvchan_trace_print(const uvchan_trace_t* event, void* arg);
 
-/* The name of a trace kind ("wait", "handshake", ...). */
+/* The name of a trace kind ("wait", "handshake", ...); "unknown" for any other value. */
 UVCHAN_EXTERN const char* uvchan_trace_kind_name(uvchan_trace_kind kind);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -368,6 +368,8 @@ static void uvchan__print_chan(FILE* out, const uvchan_t* ch) {
 
 void uvchan_trace_print(const uvchan_trace_t* ev, void* arg) {
   FILE* out = arg != NULL ? (FILE*)arg : stderr;
+  if (ev == NULL || ev->chan == NULL)
+    return;
   fprintf(out, "uvchan: %-9s ", uvchan_trace_kind_name(ev->kind));
   uvchan__print_chan(out, ev->chan);
   if (ev->kind != UVCHAN_TRACE_CLOSE) {

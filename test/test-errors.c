@@ -205,6 +205,21 @@ static void test_errors_task_calls_outside_task(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* The functions without a failure code still take any input without crashing. */
+static void test_errors_no_code_functions(void** state) {
+  uvchan_trace_t ev;
+  (void)state;
+  uvchan_trace_print(NULL, NULL); /* prints nothing */
+  memset(&ev, 0, sizeof(ev));
+  uvchan_trace_print(&ev, NULL); /* no channel: prints nothing */
+  assert_string_equal(uvchan_trace_kind_name((uvchan_trace_kind)0), "unknown");
+  assert_string_equal(uvchan_trace_kind_name((uvchan_trace_kind)999), "unknown");
+  assert_string_equal(uvchan_trace_kind_name(UVCHAN_TRACE_WAIT), "wait");
+  assert_null(uvchan_task_self());
+  assert_int_equal(uvchan_version(), UVCHAN_VERSION_HEX);
+  assert_non_null(uvchan_version_string());
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_errors_ctx),
@@ -215,6 +230,7 @@ int main(void) {
       TEST(test_errors_wg),
       TEST(test_errors_timer),
       TEST(test_errors_task_calls_outside_task),
+      cmocka_unit_test(test_errors_no_code_functions),
   };
   return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }
