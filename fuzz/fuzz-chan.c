@@ -13,7 +13,10 @@
  *   - values are conserved: each value a send handed over is received once or given to the
  *     element destructor once, in FIFO order; a value whose send failed never shows up;
  *   - a select only ever completes a case the model says was ready;
- *   - buffered counts and waiting counts match the model after every top-level operation;
+ *   - a wait group's waiters complete, oldest first, when its count reaches 0, and a count never
+ *     goes below 0;
+ *   - buffered counts, waiting counts and the wait group's count match the model after every
+ *     top-level operation;
  *   - at the end, after destroying every channel, every request has completed, every task has
  *     ended, the context closes and uv_loop_close() returns 0.
  *
@@ -50,6 +53,16 @@ enum {
 };
 
 #define HUGE_TIMEOUT ((uint64_t)1 << 40)
+
+/* FUZZ_CHAN_LOG=1 in the environment prints each operation and delivery: for reading a crash. */
+static int log_on = -1;
+#define LOG(...)                                     \
+  do {                                               \
+    if (log_on < 0)                                  \
+      log_on = getenv("FUZZ_CHAN_LOG") != NULL;      \
+    if (log_on)                                      \
+      fprintf(stderr, "fuzz-chan: " __VA_ARGS__);    \
+  } while (0)
 #define MUST_WAIT 1
 
 static void fail(const char* what, long a, long b) {
@@ -85,7 +98,7 @@ typedef struct {
   uvchan_t real;
 } mchan_t;
 
-enum { K_NONE, K_SEND, K_RECV, K_SELECT, K_TASK };
+enum { K_NONE, K_SEND, K_RECV, K_SELECT, K_WG, K_TASK };
 enum { S_IDLE, S_WAITING, S_QUEUED };
 
 typedef struct {
@@ -139,6 +152,11 @@ static struct {
   /* what the element destructor saw during one uvchan_destroy() */
   uint32_t dtor_vals[MAXCAP];
   int ndtor;
+  /* one wait group: its count and its waiters, oldest first */
+  uvchan_wg_t wg;
+  long wg_count;
+  mwaiter_t wgq[NPARTY];
+  int nwgq;
 } M;
 
 /* A value of `esize` bytes carrying id `v`, with a pattern that shows a torn copy. */
@@ -183,6 +201,7 @@ static void m_complete(int pi, int status, int index, uint32_t val, int group) {
     mq_remove(M.ch[c].sq, &M.ch[c].nsq, pi);
     mq_remove(M.ch[c].rq, &M.ch[c].nrq, pi);
   }
+  mq_remove(M.wgq, &M.nwgq, pi);
   p->state = S_QUEUED;
   p->dl0 = 0;
   p->exp_status = status;
@@ -275,10 +294,13 @@ static void m_fail_queues(int c, int rstatus, int sstatus) {
 
 /* ---- checks against the real library ---- */
 
+/* What uvchan_ctx_walk_waiting() finds: channel waiters, and tasks waiting on a wait group. */
 static size_t count_waiters(void) {
   size_t n = 0;
   for (int c = 0; c < NCH; c++)
     n += (size_t)(M.ch[c].nsq + M.ch[c].nrq);
+  for (int i = 0; i < M.nwgq; i++)
+    n += M.p[M.wgq[i].party].kind == K_TASK;
   return n;
 }
 
@@ -293,12 +315,14 @@ static void check_counts(void) {
     CHECK_EQ("closed", uvchan_is_closed(&ch->real), ch->closed);
   }
   CHECK_EQ("walk_waiting", uvchan_ctx_walk_waiting(&M.ctx, NULL, NULL), count_waiters());
+  CHECK_EQ("wait group count", uvchan_wg_count(&M.wg), M.wg_count);
 }
 
 /* A callback or task resumption for party `pi` happens now: it must be queued in the model,
  * behind only other deadline expiries of its own group. */
 static void deliver(int pi) {
   int i, j;
+  LOG("  deliver party %d\n", pi);
   CHECK("delivered from the loop", M.in_run);
   CHECK("never inside the starting call", !M.in_call);
   for (i = 0; i < M.nq && M.q[i].party != pi; i++) {
@@ -351,7 +375,7 @@ static void on_req(uvchan_req_t* req, int status) {
     CHECK_EQ("select index", p->r.sel.index, p->exp_index);
     if (p->exp_index >= 0)
       check_received(p, p->exp_index, status, p->exp_val);
-  } else {
+  } else if (p->kind == K_RECV) {
     check_received(p, 0, status, p->exp_val);
   }
   run_follow_up(p);
@@ -362,6 +386,9 @@ static void on_send(uvchan_send_t* r, int st) {
 }
 static void on_recv(uvchan_recv_t* r, int st) {
   on_req((uvchan_req_t*)r, st);
+}
+static void on_wg(uvchan_req_t* r, int st) {
+  on_req(r, st);
 }
 static void on_select(uvchan_select_t* r, int st) {
   on_req((uvchan_req_t*)r, st);
@@ -481,6 +508,7 @@ enum {
   OP_SPAWN,    /* top level: spawn a task; task: exit */
   OP_BATCH,    /* top level: change the batch; task: another receive */
   OP_CTX_BUSY, /* top level: closing the context fails while channels exist; task: send */
+  OP_WG,       /* the wait group: add 1 or 2, done, or wait (a callback request, or the task) */
   NOPS
 };
 
@@ -568,6 +596,73 @@ static void op_close(reader_t* r) {
   CHECK_EQ("close", got, want);
 }
 
+/* ---- the wait group ---- */
+
+/* Adds `delta`: refused (UV_EINVAL) below zero; at zero every waiter completes, oldest first. */
+static void wg_add(long delta) {
+  int want = M.wg_count + delta < 0 ? UV_EINVAL : 0;
+  if (want == 0) {
+    M.wg_count += delta;
+    if (M.wg_count == 0)
+      while (M.nwgq > 0)
+        m_complete(M.wgq[0].party, 0, 0, 0, 0);
+  }
+  M.in_call = 1;
+  CHECK_EQ("wait group add", uvchan_wg_add(&M.wg, delta), want);
+  M.in_call = 0;
+}
+
+/* Party pi waits on the wait group, unless its count is 0 already: returns 1 then (the caller
+ * completes a callback request; a task's call just returns). */
+static int m_wg_wait(int pi) {
+  party_t* p = &M.p[pi];
+  p->ncases = 0;
+  if (M.wg_count == 0)
+    return 1;
+  M.wgq[M.nwgq].party = pi;
+  M.wgq[M.nwgq].cas = 0;
+  M.nwgq++;
+  p->state = S_WAITING;
+  p->dl0 = 0;
+  return 0;
+}
+
+/* A wait group operation: from the top level or a callback (task_pi < 0, waits with a callback
+ * request), or from task task_pi (waits in the task). */
+static void op_wg(reader_t* r, int task_pi) {
+  int b = rd(r), pi;
+  party_t* p;
+  switch (b % 4) {
+    case 0: wg_add(1); return;
+    case 1: wg_add(2); return;
+    case 2: wg_add(-1); return;
+    default: break;
+  }
+  if (task_pi >= 0) {
+    int done = m_wg_wait(task_pi), got;
+    got = uvchan_task_wg_wait(&M.wg);
+    if (!done)
+      deliver(task_pi);
+    CHECK_EQ("task wait group wait", got, done ? 0 : M.p[task_pi].exp_status);
+    return;
+  }
+  pi = (b / 4) % NCB;
+  p = &M.p[pi];
+  if (p->state != S_IDLE) {
+    M.in_call = 1;
+    CHECK_EQ("wait on a pending request", uvchan_wg_wait(&p->r.req, &M.wg, on_wg), UV_EBUSY);
+    M.in_call = 0;
+    return;
+  }
+  p->kind = K_WG;
+  p->nfollow = 0;
+  if (m_wg_wait(pi))
+    m_complete(pi, 0, 0, 0, 0);
+  M.in_call = 1;
+  CHECK_EQ("wait group wait", uvchan_wg_wait(&p->r.req, &M.wg, on_wg), 0);
+  M.in_call = 0;
+}
+
 /* ---- top-level operations ---- */
 
 /* A request may carry a few operations its callback runs: requests started from callbacks, the
@@ -604,10 +699,12 @@ static void top_start(reader_t* r, int kind) {
     /* Still pending: any start on it must say so and change nothing (arguments are checked
      * first: during teardown the channels are gone). */
     int c = p->cases[0].ch;
+    unsigned char b[MAXESIZE] = {0};
+    uvchan_case_t probe[1] = {UVCHAN_CASE_RECV(&M.ch[c].real, b)};
     M.in_call = 1;
-    got = kind == K_SEND   ? uvchan_send(&p->r.send, &M.ch[c].real, p->vbuf[0], on_send)
-          : kind == K_RECV ? uvchan_recv(&p->r.recv, &M.ch[c].real, p->vbuf[0], on_recv)
-                           : uvchan_select(&p->r.sel, p->rcases, 1, on_select);
+    got = kind == K_SEND   ? uvchan_send(&p->r.send, &M.ch[c].real, b, on_send)
+          : kind == K_RECV ? uvchan_recv(&p->r.recv, &M.ch[c].real, b, on_recv)
+                           : uvchan_select(&p->r.sel, probe, 1, on_select);
     M.in_call = 0;
     CHECK_EQ("start on a pending request", got, M.ch[c].dead ? UV_EINVAL : UV_EBUSY);
     return;
@@ -728,6 +825,7 @@ static void task_body(void* arg) {
   task_resumed(pi); /* the start is a delivery like any other */
   while (rd_more(&r)) {
     int op = rd(&r) % NOPS;
+    LOG("task %d op %d\n", pi, op);
     int got, want, st, dl, n;
     uint32_t v = 0;
     switch (op) {
@@ -818,6 +916,7 @@ static void task_body(void* arg) {
         task_resumed(pi);
         CHECK_EQ("sleep ends by its deadline", p->exp_status, UV_ETIMEDOUT);
         break;
+      case OP_WG: op_wg(&r, pi); break;
       case OP_SPAWN: /* exit */
         p->task_live = 0;
         uvchan_task_exit();
@@ -869,6 +968,7 @@ static void setup(reader_t* r) {
     uvchan_set_destructor(&M.ch[c].real, on_dtor);
   }
   M.ndtor = MAXCAP;
+  CHECK_EQ("wg init", uvchan_wg_init(&M.ctx, &M.wg), 0);
 }
 
 static void teardown(void) {
@@ -879,6 +979,8 @@ static void teardown(void) {
    * tasks run out their programs, where every channel operation is UV_EINVAL. */
   for (rounds = 0; rounds < 100000; rounds++) {
     int busy = M.nq > 0;
+    if (M.wg_count > 0) /* tasks may still add to it: release its waiters each round */
+      wg_add(-M.wg_count);
     for (int i = 0; i < NPARTY; i++)
       busy |= M.p[i].state != S_IDLE || M.p[i].task_live;
     if (!busy)
@@ -901,7 +1003,9 @@ static void teardown(void) {
 /* One operation of the program, from the top level or from a callback (which may not run the
  * loop it is called from, nor change the batch of the iteration it is in). */
 static void exec_op(reader_t* r, int where) {
-  switch (rd(r) % NOPS) {
+  int op = rd(r) % NOPS;
+  LOG("%s op %d\n", where == W_TOP ? "top" : "callback", op);
+  switch (op) {
     case OP_SEND: top_start(r, K_SEND); break;
     case OP_RECV: top_start(r, K_RECV); break;
     case OP_SELECT: top_start(r, K_SELECT); break;
@@ -926,6 +1030,7 @@ static void exec_op(reader_t* r, int where) {
       if (!M.ch[0].dead) /* channels exist until teardown, so closing must fail */
         CHECK_EQ("ctx close while busy", uvchan_ctx_close(&M.ctx, NULL), UV_EBUSY);
       break;
+    case OP_WG: op_wg(r, -1); break;
   }
 }
 
