@@ -7,7 +7,8 @@
  *            every value a send handed over is received or destroyed exactly once, and a value
  *            whose send failed never shows up.
  *   selects  1000 tasks each running 1000 selects (send and receive cases over 32 channels,
- *            with deadlines) against callback selects. Same conservation checks.
+ *            with deadlines, a quarter of them due at once) against callback selects. Same
+ *            conservation checks.
  * Usage: uvchan-stress [-s SEED] [-x SCALE_PERCENT] [-r ROUNDS] [-w churn|waiters|selects|all]
  * Each round runs the scenarios with its own seed, printed first: `-s SEED -r 1` replays a round
  * (deadlines make a replay follow the same program, though not always the same timing). Exits 0
@@ -334,6 +335,11 @@ enum { SCH = 32, SCASES = 4 };
 static uvchan_t sch[SCH];
 static long sel_done, sel_timeouts;
 
+/* One select in four has a deadline due at the next loop iteration, the others 1 to 3 ms. */
+static uint64_t sel_timeout(void) {
+  return rnd_below(4) == 0 ? 0 : 1 + rnd_below(3);
+}
+
 static void sel_record(uvchan_case_t* cases, int idx, int status, uint32_t* vals) {
   if (idx < 0)
     return;
@@ -360,7 +366,7 @@ static void sel_task(void* arg) {
   memset(cases, 0, sizeof(cases));
   for (long r = 0; r < rounds; r++) {
     sel_fill(cases, vals);
-    idx = uvchan_task_select_timeout(cases, SCASES, 1 + rnd_below(3), &st);
+    idx = uvchan_task_select_timeout(cases, SCASES, sel_timeout(), &st);
     if (idx == UV_ETIMEDOUT) {
       sel_timeouts++;
       for (int k = 0; k < SCASES; k++)
@@ -401,7 +407,7 @@ static void csel_cb(uvchan_select_t* req, int status) {
 }
 static void csel_start(csel_t* s) {
   sel_fill(s->cases, s->vals);
-  CHECK(uvchan_select_timeout(&s->sel, s->cases, SCASES, 1 + rnd_below(3), csel_cb) == 0,
+  CHECK(uvchan_select_timeout(&s->sel, s->cases, SCASES, sel_timeout(), csel_cb) == 0,
         "selects: callback select start");
 }
 
