@@ -1,10 +1,13 @@
 /* Tasks: coroutines on the loop, built on the same requests and completion queue as callbacks.
  *
  * A task that must wait fills in the request embedded in its own struct, links it like any
- * request, and switches to the loop's stack. Whoever completes that request queues it, and the
- * loop's completion delivery (ctx.c) resumes the task instead of calling a callback: there is no
- * second scheduler, and a woken task runs in completion order, from the loop, never inside the
- * call that woke it. An operation that can complete at once does so without a switch.
+ * request, and leaves. Whoever completes that request queues it, and the completion delivery
+ * (ctx.c) resumes the task instead of calling a callback: there is no second scheduler, and a
+ * woken task runs in completion order, within the loop's delivery, never inside the call that
+ * woke it. A task that leaves switches straight to the next task when that task's resumption is
+ * at the head of the queue (one switch per wake-up, as in Go), and to the loop's stack when a
+ * callback is next, the queue is empty or the batch is spent. An operation that can complete at
+ * once does so without a switch.
  *
  * Stacks. Each task's stack comes from a pool per stack size, carved out of large MAP_NORESERVE
  * reservations: a whole chunk of stacks is one mapping, so 100k tasks do not exhaust
