@@ -27,15 +27,11 @@ unsigned int uvchan_version(void) {
 
 /* ---- completion delivery ---- */
 
-/* Runs the callback of a popped request, or resumes its task. */
+/* Runs the callback of a request taken from the queue. */
 static void uvchan__deliver(uvchan_req_t* req) {
   void (*cb)(void) = req->cb_;
   int status = req->status;
 
-  if (req->state_ & UVCHAN__REQ_TASK) {
-    uvchan__task_resume(req);
-    return;
-  }
   switch (req->type) {
     case UVCHAN_REQ_SEND:
       ((uvchan_send_cb)cb)((uvchan_send_t*)req, status);
@@ -53,15 +49,24 @@ static void uvchan__deliver(uvchan_req_t* req) {
 }
 
 /* Delivers up to batch_ completions. Tasks share the budget: a task that parks hands over to the
- * next task in the queue directly (task.c), and only comes back here for a callback. */
+ * next task in the queue directly (task.c), spending ctx->budget_, and only comes back here for
+ * a callback; callbacks count against a local copy, so they cost no memory traffic for it. */
 static void uvchan__on_idle(uv_idle_t* idle) {
   uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(idle, uvchan_ctx_t, idle_);
+  unsigned budget = ctx->batch_;
   uvchan_req_t* req;
 
-  ctx->budget_ = ctx->batch_;
-  while ((req = uvchan__queue_pop(ctx)) != NULL)
-    uvchan__deliver(req);
-  ctx->budget_ = 0;
+  while (budget > 0 && ctx->qhead_ != NULL) {
+    req = uvchan__queue_take(ctx);
+    budget--;
+    if (req->state_ & UVCHAN__REQ_TASK) {
+      ctx->budget_ = budget;
+      uvchan__task_resume(req);
+      budget = ctx->budget_;
+    } else {
+      uvchan__deliver(req);
+    }
+  }
   if (ctx->qhead_ == NULL) {
     uv_idle_stop(&ctx->idle_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;

@@ -129,7 +129,7 @@ struct uvchan__rt_s {
   void* sched_fake;
   const void* sched_bottom;
   size_t sched_size;
-  int from_sched;     /* the switch in flight left the loop's stack (for ASan) */
+  int from_sched;     /* ASan builds: the switch in flight left the loop's stack */
   uvchan_task_t* dead; /* a finished task whose stack is freed after the switch off it */
   struct uvchan__pool_s* pools;
 };
@@ -301,8 +301,9 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   uvchan_task_t* next;
 
   uvchan__canary_check(t);
-  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && (req = uvchan__queue_pop(t->ctx))) {
-    next = UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
+  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && t->ctx->budget_ > 0) {
+    t->ctx->budget_--;
+    next = UVCHAN__CONTAINER_OF(uvchan__queue_take(t->ctx), uvchan_task_t, r.req);
     next->state = UVCHAN__TASK_RUNNING;
     uvchan__current = next;
     if (next == t)
@@ -381,7 +382,9 @@ void uvchan__task_resume(uvchan_req_t* req) {
 
   uvchan__current = t;
   t->state = UVCHAN__TASK_RUNNING;
+#if defined(UVCHAN__ASAN)
   rt->from_sched = 1;
+#endif
   UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, UVCHAN__STACK_SPAN(t));
   uvchan__fiber_switch(&rt->sched, &t->fiber);
   uvchan__task_landed(rt, rt->sched_fake);

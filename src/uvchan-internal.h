@@ -112,13 +112,10 @@ static inline void uvchan__complete(uvchan_req_t* req, int status) {
   ctx->qtail_ = req;
 }
 
-/* Takes the next completion to deliver, within the running delivery's budget; NULL if there is
- * none or the loop is due. The request is its owner's again: idle, status and type final. */
-static inline uvchan_req_t* uvchan__queue_pop(uvchan_ctx_t* ctx) {
+/* Unlinks the head of the (non-empty) completion queue for delivery. The request is its owner's
+ * again: idle, status and type final. The caller counts it against the delivery's budget. */
+static inline uvchan_req_t* uvchan__queue_take(uvchan_ctx_t* ctx) {
   uvchan_req_t* req = ctx->qhead_;
-  if (req == NULL || ctx->budget_ == 0)
-    return NULL;
-  ctx->budget_--;
   ctx->qhead_ = req->qnext_;
   if (ctx->qhead_ == NULL)
     ctx->qtail_ = NULL;
