@@ -596,6 +596,52 @@ static void op_close(reader_t* r) {
   CHECK_EQ("close", got, want);
 }
 
+/* ---- the library's calls, one place each ---- */
+
+/* Party pi waits in every case's queue (a plain send or receive has one case). */
+static void m_wait_all(int pi, int dl) {
+  for (int i = 0; i < M.p[pi].ncases; i++)
+    m_wait(pi, i);
+  M.p[pi].state = S_WAITING;
+  M.p[pi].dl0 = dl == 1;
+}
+
+/* Starts p's callback request of `kind` on `cases` (one for a plain send or receive) with
+ * deadline mode `dl`; returns the start call's code. */
+static int real_start(party_t* p, int kind, uvchan_case_t* cases, unsigned n, int dl) {
+  uvchan_t* ch = cases[0].chan;
+  void* val = cases[0].value;
+  uint64_t to = timeout_of(dl);
+  int got;
+  M.in_call = 1;
+  if (kind == K_SEND)
+    got = dl == 0 ? uvchan_send(&p->r.send, ch, val, on_send)
+                  : uvchan_send_timeout(&p->r.send, ch, val, to, on_send);
+  else if (kind == K_RECV)
+    got = dl == 0 ? uvchan_recv(&p->r.recv, ch, val, on_recv)
+                  : uvchan_recv_timeout(&p->r.recv, ch, val, to, on_recv);
+  else
+    got = dl == 0 ? uvchan_select(&p->r.sel, cases, n, on_select)
+                  : uvchan_select_timeout(&p->r.sel, cases, n, to, on_select);
+  M.in_call = 0;
+  return got;
+}
+
+/* A task's blocking send or receive of case `c` with deadline mode `dl`. */
+static int task_real_op(const uvchan_case_t* c, int dl) {
+  if (c->op == UVCHAN_OP_SEND)
+    return dl == 0 ? uvchan_task_send(c->chan, c->value)
+                   : uvchan_task_send_timeout(c->chan, c->value, timeout_of(dl));
+  return dl == 0 ? uvchan_task_recv(c->chan, c->value)
+                 : uvchan_task_recv_timeout(c->chan, c->value, timeout_of(dl));
+}
+
+/* A task's blocking select over p's first n cases with deadline mode `dl`. */
+static int task_real_select(party_t* p, unsigned n, int dl, int* st) {
+  return dl == 0 ? uvchan_task_select(p->rcases, n, st)
+                 : uvchan_task_select_timeout(p->rcases, n, timeout_of(dl), st);
+}
+
 /* ---- the wait group ---- */
 
 /* Adds `delta`: refused (UV_EINVAL) below zero; at zero every waiter completes, oldest first. */
@@ -701,11 +747,7 @@ static void top_start(reader_t* r, int kind) {
     int c = p->cases[0].ch;
     unsigned char b[MAXESIZE] = {0};
     uvchan_case_t probe[1] = {UVCHAN_CASE_RECV(&M.ch[c].real, b)};
-    M.in_call = 1;
-    got = kind == K_SEND   ? uvchan_send(&p->r.send, &M.ch[c].real, b, on_send)
-          : kind == K_RECV ? uvchan_recv(&p->r.recv, &M.ch[c].real, b, on_recv)
-                           : uvchan_select(&p->r.sel, probe, 1, on_select);
-    M.in_call = 0;
+    got = real_start(p, kind, probe, 1, 0);
     CHECK_EQ("start on a pending request", got, M.ch[c].dead ? UV_EINVAL : UV_EBUSY);
     return;
   }
@@ -715,54 +757,29 @@ static void top_start(reader_t* r, int kind) {
   rd_follow_up(r, p);
   p->kind = kind;
   if (cases_dead(p)) {
-    M.in_call = 1;
-    got = kind == K_SEND   ? uvchan_send(&p->r.send, p->rcases[0].chan, p->rcases[0].value, on_send)
-          : kind == K_RECV ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->rcases[0].value, on_recv)
-                           : uvchan_select(&p->r.sel, p->rcases, (unsigned)n, on_select);
-    M.in_call = 0;
-    CHECK_EQ("start on a destroyed channel", got, UV_EINVAL);
+    CHECK_EQ("start on a destroyed channel", real_start(p, kind, p->rcases, (unsigned)n, dl),
+             UV_EINVAL);
     return;
   }
   if (kind == K_SELECT) {
-    M.in_call = 1;
-    got = dl == 0 ? uvchan_select(&p->r.sel, p->rcases, (unsigned)n, on_select)
-                  : uvchan_select_timeout(&p->r.sel, p->rcases, (unsigned)n, timeout_of(dl),
-                                          on_select);
-    M.in_call = 0;
-    CHECK_EQ("select start", got, 0);
+    CHECK_EQ("select start", real_start(p, kind, p->rcases, (unsigned)n, dl), 0);
     if (any_ready(p)) {
       /* The library completed one case at once; its index is already final. */
       st = m_select_apply(pi, p->r.sel.index, &v);
       m_complete(pi, st, p->r.sel.index, v, 0);
     } else {
       CHECK_EQ("waiting select has no index", p->r.sel.index, -1);
-      for (int i = 0; i < n; i++)
-        m_wait(pi, i);
-      p->state = S_WAITING;
-      p->dl0 = dl == 1;
+      m_wait_all(pi, dl);
     }
     return;
   }
   want = kind == K_SEND ? m_send_now(p->cases[0].ch, p->cases[0].sval)
                         : m_recv_now(p->cases[0].ch, &v);
-  if (want != MUST_WAIT) {
+  if (want != MUST_WAIT)
     m_complete(pi, want, 0, v, 0);
-  } else {
-    m_wait(pi, 0);
-    p->state = S_WAITING;
-    p->dl0 = dl == 1;
-  }
-  M.in_call = 1;
-  if (kind == K_SEND)
-    got = dl == 0 ? uvchan_send(&p->r.send, p->rcases[0].chan, p->rcases[0].value, on_send)
-                  : uvchan_send_timeout(&p->r.send, p->rcases[0].chan, p->rcases[0].value,
-                                        timeout_of(dl), on_send);
   else
-    got = dl == 0 ? uvchan_recv(&p->r.recv, p->rcases[0].chan, p->rcases[0].value, on_recv)
-                  : uvchan_recv_timeout(&p->r.recv, p->rcases[0].chan, p->rcases[0].value,
-                                        timeout_of(dl), on_recv);
-  M.in_call = 0;
-  CHECK_EQ("start", got, 0);
+    m_wait_all(pi, dl);
+  CHECK_EQ("start", real_start(p, kind, p->rcases, 1, dl), 0);
 }
 
 /* One loop iteration: deadline-0 waiters expire first (libuv's timer phase), then the idle
@@ -811,18 +828,12 @@ static void destroy_chan(int c, int recreate) {
 
 /* ---- tasks ---- */
 
-/* After a task's blocking call returned: if the model had it waiting, this return is its
- * resumption and must be the model's next delivery. */
-static void task_resumed(int pi) {
-  deliver(pi);
-}
-
 static void task_body(void* arg) {
   int pi = (int)(intptr_t)arg;
   party_t* p = &M.p[pi];
   reader_t r = {p->script, (size_t)p->nscript, 0};
 
-  task_resumed(pi); /* the start is a delivery like any other */
+  deliver(pi); /* the start is a delivery like any other */
   while (rd_more(&r)) {
     int op = rd(&r) % NOPS;
     LOG("task %d op %d\n", pi, op);
@@ -837,25 +848,15 @@ static void task_body(void* arg) {
         rd_cases(&r, p, 1, send ? UVCHAN_OP_SEND : UVCHAN_OP_RECV);
         dl = rd_deadline(&r);
         if (cases_dead(p)) {
-          got = send ? uvchan_task_send(p->rcases[0].chan, p->rcases[0].value)
-                     : uvchan_task_recv(p->rcases[0].chan, p->rcases[0].value);
-          CHECK_EQ("task op on a destroyed channel", got, UV_EINVAL);
+          CHECK_EQ("task op on a destroyed channel", task_real_op(&p->rcases[0], dl), UV_EINVAL);
           break;
         }
         want = send ? m_send_now(p->cases[0].ch, p->cases[0].sval) : m_recv_now(p->cases[0].ch, &v);
+        if (want == MUST_WAIT)
+          m_wait_all(pi, dl);
+        got = task_real_op(&p->rcases[0], dl);
         if (want == MUST_WAIT) {
-          m_wait(pi, 0);
-          p->state = S_WAITING;
-          p->dl0 = dl == 1;
-        }
-        if (send)
-          got = dl == 0 ? uvchan_task_send(p->rcases[0].chan, p->rcases[0].value)
-                        : uvchan_task_send_timeout(p->rcases[0].chan, p->rcases[0].value, timeout_of(dl));
-        else
-          got = dl == 0 ? uvchan_task_recv(p->rcases[0].chan, p->rcases[0].value)
-                        : uvchan_task_recv_timeout(p->rcases[0].chan, p->rcases[0].value, timeout_of(dl));
-        if (want == MUST_WAIT) {
-          task_resumed(pi);
+          deliver(pi); /* the call returned: that was its resumption */
           want = p->exp_status;
           v = p->exp_val;
         }
@@ -868,24 +869,19 @@ static void task_body(void* arg) {
         rd_cases(&r, p, n, 0);
         dl = rd_deadline(&r);
         if (cases_dead(p)) {
-          CHECK_EQ("task select on a destroyed channel", uvchan_task_select(p->rcases, (unsigned)n, &st),
+          CHECK_EQ("task select on a destroyed channel", task_real_select(p, (unsigned)n, dl, &st),
                    UV_EINVAL);
           break;
         }
         if (any_ready(p)) {
-          got = dl == 0 ? uvchan_task_select(p->rcases, (unsigned)n, &st)
-                        : uvchan_task_select_timeout(p->rcases, (unsigned)n, timeout_of(dl), &st);
+          got = task_real_select(p, (unsigned)n, dl, &st);
           want = m_select_apply(pi, got, &v);
           CHECK_EQ("task select status", st, want);
         } else {
-          for (int i = 0; i < n; i++)
-            m_wait(pi, i);
-          p->state = S_WAITING;
-          p->dl0 = dl == 1;
+          m_wait_all(pi, dl);
           st = 0;
-          got = dl == 0 ? uvchan_task_select(p->rcases, (unsigned)n, &st)
-                        : uvchan_task_select_timeout(p->rcases, (unsigned)n, timeout_of(dl), &st);
-          task_resumed(pi);
+          got = task_real_select(p, (unsigned)n, dl, &st);
+          deliver(pi); /* the call returned: that was its resumption */
           v = p->exp_val;
           if (p->exp_index < 0) {
             CHECK_EQ("task select without a case", got, p->exp_status);
@@ -906,14 +902,14 @@ static void task_body(void* arg) {
         q_push(pi, 0);
         p->state = S_QUEUED;
         CHECK_EQ("yield", uvchan_task_yield(), 0);
-        task_resumed(pi);
+        deliver(pi); /* the call returned: that was its resumption */
         break;
       case OP_DESTROY: /* sleep 0: due at the next iteration */
         p->state = S_WAITING;
         p->dl0 = 1;
         p->ncases = 0;
         CHECK_EQ("sleep", uvchan_task_sleep(0), 0);
-        task_resumed(pi);
+        deliver(pi); /* the call returned: that was its resumption */
         CHECK_EQ("sleep ends by its deadline", p->exp_status, UV_ETIMEDOUT);
         break;
       case OP_WG: op_wg(&r, pi); break;
