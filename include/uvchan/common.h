@@ -1,0 +1,119 @@
+/* uvchan/common.h: export macro, version, types and callbacks shared by every part of uvchan.
+ * Include <uvchan.h>, which includes this. */
+#ifndef UVCHAN_COMMON_H
+#define UVCHAN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <uv.h>
+
+#if defined(_WIN32)
+#if defined(UVCHAN_BUILDING_SHARED)
+#define UVCHAN_EXTERN __declspec(dllexport)
+#elif defined(UVCHAN_USING_SHARED)
+#define UVCHAN_EXTERN __declspec(dllimport)
+#else
+#define UVCHAN_EXTERN
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define UVCHAN_EXTERN __attribute__((visibility("default")))
+#else
+#define UVCHAN_EXTERN
+#endif
+
+#define UVCHAN_VERSION_MAJOR 0
+#define UVCHAN_VERSION_MINOR 1
+#define UVCHAN_VERSION_PATCH 0
+#define UVCHAN_VERSION_HEX \
+  ((UVCHAN_VERSION_MAJOR << 16) | (UVCHAN_VERSION_MINOR << 8) | UVCHAN_VERSION_PATCH)
+
+/* Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
+#define UVCHAN_DEFAULT_BATCH 1024
+
+/* Default task stack: virtual size, of which only touched pages become resident. */
+#define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
+/* Smallest accepted task stack. */
+#define UVCHAN_MIN_STACK_SIZE (8 * 1024)
+
+typedef struct uvchan_ctx_s uvchan_ctx_t;
+typedef struct uvchan_s uvchan_t;
+typedef struct uvchan_req_s uvchan_req_t;
+typedef struct uvchan_send_s uvchan_send_t;
+typedef struct uvchan_recv_s uvchan_recv_t;
+typedef struct uvchan_select_s uvchan_select_t;
+typedef struct uvchan_case_s uvchan_case_t;
+typedef struct uvchan_wg_s uvchan_wg_t;
+typedef struct uvchan_timer_s uvchan_timer_t;
+typedef struct uvchan_task_s uvchan_task_t; /* opaque: lives at the top of its own stack */
+typedef struct uvchan_task_attr_s uvchan_task_attr_t;
+typedef struct uvchan_trace_s uvchan_trace_t;
+typedef struct uvchan_waiting_s uvchan_waiting_t;
+
+/* What a request is. */
+typedef enum {
+  UVCHAN_REQ_UNKNOWN = 0,
+  UVCHAN_REQ_SEND,
+  UVCHAN_REQ_RECV,
+  UVCHAN_REQ_SELECT,
+  UVCHAN_REQ_WG_WAIT,
+  UVCHAN_REQ_SLEEP,
+  UVCHAN_REQ_TASK  /* a task's start or yield */
+} uvchan_req_type;
+
+/* The direction of a select case. */
+typedef enum { UVCHAN_OP_SEND = 1, UVCHAN_OP_RECV = 2 } uvchan_op;
+
+typedef void (*uvchan_ctx_close_cb)(uvchan_ctx_t* ctx);
+typedef void (*uvchan_req_cb)(uvchan_req_t* req, int status);
+typedef void (*uvchan_send_cb)(uvchan_send_t* req, int status);
+typedef void (*uvchan_recv_cb)(uvchan_recv_t* req, int status);
+typedef void (*uvchan_select_cb)(uvchan_select_t* req, int status);
+typedef void (*uvchan_elem_destroy_cb)(uvchan_t* ch, void* value);
+typedef void (*uvchan_timer_close_cb)(uvchan_timer_t* timer);
+typedef void (*uvchan_task_fn)(void* arg);
+typedef void (*uvchan_trace_cb)(const uvchan_trace_t* event, void* arg);
+typedef void (*uvchan_walk_cb)(const uvchan_waiting_t* waiting, void* arg);
+
+/* Private building blocks, embedded in the public structs so the caller can own them. */
+struct uvchan__link_s {
+  struct uvchan__link_s* next;
+  struct uvchan__link_s* prev;
+};
+
+/* A party waiting on a channel (Go's sudog): one inside every request, one in every select case. */
+struct uvchan__waiter_s {
+  struct uvchan__link_s link;
+  uvchan_req_t* req;
+  uvchan_t* chan;
+  void* value;
+  unsigned op;
+  unsigned index;
+};
+
+/* A node of the context's deadline heap (a pairing heap). */
+struct uvchan__tmnode_s {
+  struct uvchan__tmnode_s* child;
+  struct uvchan__tmnode_s* next;
+  struct uvchan__tmnode_s* prev; /* left sibling, or parent for a first child */
+  uint64_t due;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Library                                                                                      */
+
+/* The library's version as "MAJOR.MINOR.PATCH". */
+UVCHAN_EXTERN const char* uvchan_version_string(void);
+
+/* The library's version as UVCHAN_VERSION_HEX was when it was built. */
+UVCHAN_EXTERN unsigned int uvchan_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UVCHAN_COMMON_H */
