@@ -29,12 +29,12 @@
 #define UVCHAN_VERSION_HEX \
   ((UVCHAN_VERSION_MAJOR << 16) | (UVCHAN_VERSION_MINOR << 8) | UVCHAN_VERSION_PATCH)
 
-/* Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
+/** Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
 #define UVCHAN_DEFAULT_BATCH 1024
 
-/* Default task stack: virtual size, of which only touched pages become resident. */
+/** Default task stack: virtual size, of which only touched pages become resident. */
 #define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
-/* Smallest accepted task stack. */
+/** Smallest accepted task stack. */
 #define UVCHAN_MIN_STACK_SIZE (8 * 1024)
 
 typedef struct uvchan_ctx_s uvchan_ctx_t;
@@ -51,7 +51,7 @@ typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
 
-/* What a request is. */
+/** What a request is. */
 typedef enum {
   UVCHAN_REQ_UNKNOWN = 0,
   UVCHAN_REQ_SEND,
@@ -62,7 +62,7 @@ typedef enum {
   UVCHAN_REQ_TASK  /* a task's start or yield */
 } uvchan_req_type;
 
-/* The direction of a select case. */
+/** The direction of a select case. */
 typedef enum { UVCHAN_OP_SEND = 1, UVCHAN_OP_RECV = 2 } uvchan_op;
 
 typedef void (*uvchan_ctx_close_cb)(uvchan_ctx_t* ctx);
@@ -76,7 +76,7 @@ typedef void (*uvchan_task_fn)(void* arg);
 typedef void (*uvchan_trace_cb)(const uvchan_trace_t* event, void* arg);
 typedef void (*uvchan_walk_cb)(const uvchan_waiting_t* waiting, void* arg);
 
-/* Private building blocks, embedded in the public structs so the caller can own them. */
+/** Private building blocks, embedded in the public structs so the caller can own them. */
 struct uvchan__link_s {
   struct uvchan__link_s* next;
   struct uvchan__link_s* prev;
@@ -92,11 +92,11 @@ struct uvchan__waiter_s {
   unsigned index;
 };
 
-/* A node of the context's deadline heap (a pairing heap). */
+/** A node of the context's deadline heap (a pairing heap). */
 struct uvchan__tmnode_s {
   struct uvchan__tmnode_s* child;
   struct uvchan__tmnode_s* next;
-  struct uvchan__tmnode_s* prev; /* left sibling, or parent for a first child */
+  struct uvchan__tmnode_s* prev; /**< left sibling, or parent for a first child */
   uint64_t due;
 };
 
@@ -107,10 +107,10 @@ extern "C" {
 /* ------------------------------------------------------------------------------------------ */
 /* Library                                                                                      */
 
-/* The library's version as "MAJOR.MINOR.PATCH". */
+/** The library's version as "MAJOR.MINOR.PATCH". */
 UVCHAN_EXTERN const char* uvchan_version_string(void);
 
-/* The library's version as UVCHAN_VERSION_HEX was when it was built. */
+/** The library's version as UVCHAN_VERSION_HEX was when it was built. */
 UVCHAN_EXTERN unsigned int uvchan_version(void);
 
 #ifdef __cplusplus
