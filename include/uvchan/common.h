@@ -32,6 +32,9 @@
 /** Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
 #define UVCHAN_DEFAULT_BATCH 1024
 
+/** Operations a task may complete in a row without waiting before it gives the loop a turn. */
+#define UVCHAN_TASK_BUDGET 128
+
 /** Default task stack: virtual size, of which only touched pages become resident. */
 #define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
 /** Smallest accepted task stack. */
@@ -50,6 +53,7 @@ typedef struct uvchan_task_s uvchan_task_t; /* opaque: lives at the top of its o
 typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
+typedef struct uvchan_await_s uvchan_await_t;
 
 /** What a request is. */
 typedef enum {
@@ -59,7 +63,8 @@ typedef enum {
   UVCHAN_REQ_SELECT,
   UVCHAN_REQ_WG_WAIT,
   UVCHAN_REQ_SLEEP,
-  UVCHAN_REQ_TASK  /* a task's start or yield */
+  UVCHAN_REQ_TASK, /**< a task's start or yield */
+  UVCHAN_REQ_AWAIT /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
 } uvchan_req_type;
 
 /** The direction of a select case. */
@@ -75,6 +80,7 @@ typedef void (*uvchan_timer_close_cb)(uvchan_timer_t* timer);
 typedef void (*uvchan_task_fn)(void* arg);
 typedef void (*uvchan_trace_cb)(const uvchan_trace_t* event, void* arg);
 typedef void (*uvchan_walk_cb)(const uvchan_waiting_t* waiting, void* arg);
+typedef void (*uvchan_await_cb)(uvchan_await_t* aw);
 
 /** Private building blocks, embedded in the public structs so the caller can own them. */
 struct uvchan__link_s {
@@ -92,7 +98,14 @@ struct uvchan__waiter_s {
   unsigned index;
 };
 
-/** A node of the context's deadline heap (a pairing heap). */
+/* Something a context owns besides channels and tasks (a timer channel, an I/O adapter...): the
+ * context's graceful shutdown calls `shutdown`, which closes it and unregisters it. */
+struct uvchan__res_s {
+  struct uvchan__link_s link;
+  void (*shutdown)(struct uvchan__res_s* res);
+};
+
+/* A node of the context's deadline heap (a pairing heap). */
 struct uvchan__tmnode_s {
   struct uvchan__tmnode_s* child;
   struct uvchan__tmnode_s* next;
