@@ -37,7 +37,7 @@ int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capaci
     return UV_EINVAL;
   if (elem_size != 0 && capacity > SIZE_MAX / elem_size)
     return UV_EINVAL;
-  if ((err = uvchan__ctx_refuses(ctx)) != 0)
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
   /* A live channel sits in its context's list: initialising it again would corrupt that list. */
   if (UVCHAN__MAGIC_IS(ch, UVCHAN__CHAN_MAGIC))
@@ -109,8 +109,7 @@ void uvchan__wake_slow(struct uvchan__waiter_s* w, int status) {
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
                       void (*cb)(void)) {
   /* Reads a field of caller memory that may be uninitialised: the only way to recognise a
-   * request that is still pending (memcheck is told it is deliberate). */
-  UVCHAN__VG_DEFINED_HOT(&req->magic_, sizeof(req->magic_));
+   * request that is still pending (the caller's UVCHAN__GATE told memcheck it is deliberate). */
   if (req->magic_ == UVCHAN__REQ_MAGIC)
     return UV_EBUSY;
   uvchan__req_prepare(req, ctx, type, cb, 0);
@@ -127,7 +126,7 @@ UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, u
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if (UVCHAN__UNLIKELY((status = uvchan__ctx_refuses(ch->ctx_)) != 0))
+  if (UVCHAN__UNLIKELY((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0))
     return status;
   if (UVCHAN__UNLIKELY(uvchan__req_begin(
           req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, cb) != 0))

@@ -28,9 +28,34 @@ unsigned int uvchan_version(void) {
 
 UVCHAN__TLS char uvchan__thread_mark;
 const char uvchan__handle_tag = 0;
+int uvchan__memcheck;
+
+/* Whether memcheck runs this process: only memcheck answers the V-bits request (1), any other
+ * tool or none answers 0. */
+static int uvchan__detect_memcheck(void) {
 #if defined(UVCHAN__HAVE_VALGRIND)
-int uvchan__on_valgrind;
+  unsigned char x = 0, vbits = 0;
+  if (RUNNING_ON_VALGRIND)
+    return VALGRIND_GET_VBITS(&x, &vbits, 1) == 1;
 #endif
+  return 0;
+}
+
+/* Points the context's gate at the calling thread's marker, or closes it (see UVCHAN__GATE). */
+static void uvchan__ctx_bind(uvchan_ctx_t* ctx) {
+  ctx->thread_ = &uvchan__thread_mark;
+  ctx->gate_ = (uvchan__memcheck || (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)) ? NULL : ctx->thread_;
+}
+
+int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic) {
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  if (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)
+    return UV_ECANCELED;
+  if (magic != NULL)
+    UVCHAN__VG_DEFINED(magic, sizeof(uint32_t));
+  return 0;
+}
 
 /* ---- registry of live contexts ----
  *
@@ -151,7 +176,8 @@ static void uvchan__on_check(uv_check_t* check) {
   unsigned budget = ctx->batch_;
   uvchan_req_t* req;
 
-  ctx->thread_ = &uvchan__thread_mark; /* the context belongs to the thread that runs its loop */
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ctx)))
+    uvchan__ctx_bind(ctx); /* the context belongs to the thread that runs its loop */
   while (budget > 0 && ctx->qhead_ != NULL && !loop->stop_flag) {
     req = uvchan__queue_take(ctx);
     budget--;
@@ -355,9 +381,7 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
     return UV_EINVAL;
   if (UVCHAN__MAGIC_IS(ctx, UVCHAN__CTX_MAGIC))
     return UV_EBUSY;
-#if defined(UVCHAN__HAVE_VALGRIND)
-  uvchan__on_valgrind = RUNNING_ON_VALGRIND ? 1 : 0;
-#endif
+  uvchan__memcheck = uvchan__detect_memcheck();
   memset(ctx, 0, sizeof(*ctx));
   ctx->loop = loop;
   err = uv_check_init(loop, &ctx->check_);
@@ -379,7 +403,7 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   ctx->check_.data = (void*)&uvchan__handle_tag;
   ctx->idle_.data = (void*)&uvchan__handle_tag;
   ctx->timer_.data = (void*)&uvchan__handle_tag;
-  ctx->thread_ = &uvchan__thread_mark;
+  uvchan__ctx_bind(ctx);
   ctx->timer_due_ = UINT64_MAX;
   ctx->batch_ = UVCHAN_DEFAULT_BATCH;
   ctx->next_task_id_ = 1;
@@ -532,6 +556,7 @@ int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
   ctx->flags_ |= UVCHAN__CTX_SHUTDOWN;
+  ctx->gate_ = NULL; /* every start call now takes the slow path, which refuses it */
   ctx->close_cb_ = cb;
   for (l = ctx->tasks_.next; l != &ctx->tasks_; l = next) {
     next = l->next;
@@ -573,10 +598,8 @@ void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx) {
     uvchan_destroy(UVCHAN__CONTAINER_OF(ctx->chans_.next, uvchan_t, link_));
   cb = ctx->close_cb_;
   ctx->flags_ &= ~UVCHAN__CTX_SHUTDOWN; /* now an ordinary close */
-  if (uvchan_ctx_close(ctx, cb) != 0) {
-    ctx->flags_ |= UVCHAN__CTX_SHUTDOWN; /* callbacks of destroyed channels still to deliver */
-    return;
-  }
+  if (uvchan_ctx_close(ctx, cb) != 0)
+    ctx->flags_ |= UVCHAN__CTX_SHUTDOWN;
 }
 
 int uvchan_ctx_set_batch(uvchan_ctx_t* ctx, unsigned batch) {

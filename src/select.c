@@ -157,7 +157,7 @@ static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
     return usable;
   if (usable == 0)
     return UV_EINVAL; /* nothing could ever complete it, and there is no context to wait on */
-  if ((usable = uvchan__ctx_refuses(ctx)) != 0)
+  if ((usable = UVCHAN__GATE(ctx, &sel->magic_)) != 0)
     return usable;
   if (uvchan__req_begin((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb) != 0)
     return UV_EBUSY;

@@ -507,6 +507,20 @@ static int uvchan__task_block_nil(uvchan_task_t* t, uvchan_req_type type, unsign
   return req->status;
 }
 
+/* A send or receive that is not an ordinary one: outside a task, on a bad channel or one of
+ * another context (UV_EINVAL), or on a nil channel, which blocks forever. Kept out of line, so
+ * that it costs the fast path nothing. */
+static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, unsigned op,
+                                                uint64_t timeout, int has_deadline) {
+  int status;
+  if (t == NULL || ch != NULL)
+    return UV_EINVAL;
+  if ((status = uvchan__task_spend(t)) != 0)
+    return status;
+  return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, op,
+                                timeout, has_deadline);
+}
+
 /* ---- spawning ---- */
 
 static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_fn fn, void* arg,
@@ -523,7 +537,7 @@ static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_
 
   if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
-  if ((err = uvchan__ctx_refuses(ctx)) != 0)
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
   if (size < UVCHAN_MIN_STACK_SIZE || size > ((size_t)1 << 40))
     return UV_EINVAL;
@@ -654,19 +668,11 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
   uvchan_req_t* req;
   int status;
 
-  if (UVCHAN__UNLIKELY(t == NULL))
-    return UV_EINVAL;
-  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch) || ch->ctx_ != t->ctx)) {
-    if (ch != NULL)
-      return UV_EINVAL;
-    if ((status = uvchan__task_spend(t)) != 0)
-      return status;
-    return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, op,
-                                  timeout, has_deadline);
-  }
+  if (UVCHAN__UNLIKELY(t == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx))
+    return uvchan__task_op_odd(t, ch, op, timeout, has_deadline);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if (UVCHAN__UNLIKELY((status = uvchan__task_spend(t)) != 0))
+  if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0)
     return status;
   req = &t->r.req;
   status = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req)

@@ -28,7 +28,7 @@ static int uvchan__timer_start(uvchan_ctx_t* ctx, uvchan_timer_t* t, uint64_t ti
   int err;
   if (!uvchan__ctx_ok(ctx) || t == NULL)
     return UV_EINVAL;
-  if ((err = uvchan__ctx_refuses(ctx)) != 0)
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
   /* A live timer (running, or closing until its close callback) must not be initialised again:
    * its libuv handle would be re-initialised while the loop holds it. */

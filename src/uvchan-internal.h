@@ -54,17 +54,14 @@ extern const char uvchan__handle_tag;
 #endif
 #endif
 #if defined(UVCHAN__HAVE_VALGRIND)
-extern int uvchan__on_valgrind;
 #define UVCHAN__VG_DEFINED(addr, len) ((void)VALGRIND_MAKE_MEM_DEFINED((addr), (len)))
-#define UVCHAN__VG_DEFINED_HOT(addr, len)  \
-  do {                                       \
-    if (UVCHAN__UNLIKELY(uvchan__on_valgrind)) \
-      UVCHAN__VG_DEFINED((addr), (len));     \
-  } while (0)
 #else
 #define UVCHAN__VG_DEFINED(addr, len) ((void)(addr), (void)(len))
-#define UVCHAN__VG_DEFINED_HOT(addr, len) ((void)(addr), (void)(len))
 #endif
+/* 1 when memcheck watches this process (set by uvchan_ctx_init()): only then do request starts
+ * take the path that marks the magic field they read (see UVCHAN__GATE). Other valgrind tools,
+ * callgrind among them, see the native fast path. */
+extern int uvchan__memcheck;
 
 /* Reads the magic field of caller memory that may hold garbage (see above). */
 #define UVCHAN__MAGIC_IS(obj, magic) (UVCHAN__VG_DEFINED(&(obj)->magic_, sizeof((obj)->magic_)), (obj)->magic_ == (magic))
@@ -138,15 +135,16 @@ static inline int uvchan__chan_ok(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__CHAN_MAGIC;
 }
 
-/* The common refusals of a call that starts something on `ctx`: UV_EPERM from another thread,
- * UV_ECANCELED once a shutdown began; 0 when the call may go on. */
-static inline int uvchan__ctx_refuses(const uvchan_ctx_t* ctx) {
-  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ctx)))
-    return UV_EPERM;
-  if (UVCHAN__UNLIKELY(ctx->flags_ & UVCHAN__CTX_SHUTDOWN))
-    return UV_ECANCELED;
-  return 0;
-}
+/* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
+ * when it may go on, UV_EPERM from another thread than the context's, UV_ECANCELED once a
+ * shutdown began. ctx->gate_ holds the owner's thread marker only while none of that applies and
+ * memcheck is not watching, so the fast path is one comparison. The slow path also tells memcheck
+ * that the start is about to read `magic` (a request's magic field, possibly never written; may
+ * be NULL). */
+int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic);
+#define UVCHAN__GATE(ctx, magic)                                                    \
+  (UVCHAN__LIKELY((ctx)->gate_ == (const void*)&uvchan__thread_mark) ? 0          \
+                                                                     : uvchan__gate_slow((ctx), (magic)))
 
 /* ---- ctx.c: completion queue, deadlines, trace, random ---- */
 

@@ -19,7 +19,7 @@ int uvchan_wg_init(uvchan_ctx_t* ctx, uvchan_wg_t* wg) {
   int err;
   if (!uvchan__ctx_ok(ctx) || wg == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
-  if ((err = uvchan__ctx_refuses(ctx)) != 0)
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
   /* Re-initialising a wait group that is done (count 0, no waiter) is harmless, as reusing a Go
    * WaitGroup is; one in use would lose its count or strand its waiters. */
@@ -99,7 +99,7 @@ int uvchan_wg_wait(uvchan_req_t* req, uvchan_wg_t* wg, uvchan_req_cb cb) {
   int err;
   if (req == NULL || cb == NULL || !uvchan__wg_ok(wg))
     return UV_EINVAL;
-  if ((err = uvchan__ctx_refuses(wg->ctx_)) != 0)
+  if ((err = UVCHAN__GATE(wg->ctx_, &req->magic_)) != 0)
     return err;
   if (uvchan__req_begin(req, wg->ctx_, UVCHAN_REQ_WG_WAIT, (void (*)(void))cb) != 0)
     return UV_EBUSY;

@@ -31,6 +31,7 @@ struct uvchan_ctx_s {
   uv_timer_t timer_;
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
+  const void* gate_;   /* thread_, unless start calls must take the slow path (UVCHAN__GATE) */
   const void* thread_; /* the owning thread's marker (see uvchan__thread_mark) */
   unsigned batch_;
   unsigned budget_; /* completions the running delivery may still make */
