@@ -164,6 +164,9 @@ static void uvchan__deliver(uvchan_req_t* req) {
     case UVCHAN_REQ_SELECT:
       ((uvchan_select_cb)cb)((uvchan_select_t*)req, status);
       break;
+    case UVCHAN_REQ_RESERVE:
+      ((uvchan_reserve_cb)cb)((uvchan_reserve_t*)req, status);
+      break;
     default:
       ((uvchan_req_cb)cb)(req, status);
       break;
