@@ -29,6 +29,10 @@ struct uvchan_ctx_s {
   uv_check_t check_;
   uv_idle_t idle_;
   uv_timer_t timer_;
+  uv_async_t async_; /* wakes the loop when another thread completed a request (thread.c) */
+  uv_mutex_t inbox_lock_;
+  uvchan_req_t* inbox_; /* requests other threads completed, for this thread to deliver */
+  int spinning_;        /* the loop polls the inbox without sleeping: no uv_async_send needed */
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
   const void* gate_;   /* thread_, unless start calls must take the slow path (UVCHAN__GATE) */
@@ -49,6 +53,7 @@ struct uvchan_ctx_s {
   size_t nchans_;
   size_t ntasks_;
   size_t nres_;
+  size_t nxwait_;   /* requests waiting on shared channels: they keep the loop alive */
   size_t nclosing_; /* closes of uvchan objects under way (their libuv handles close) */
   size_t nwaiting_; /* requests parked outside channels: wait groups, sleeps */
   uvchan_trace_cb trace_cb_;
@@ -198,6 +203,9 @@ struct uvchan_s {
   const char* name_;
   uint64_t dropped_;
   uint64_t id_; /* never reused: a permit names the channel it holds a slot of */
+  uvchan_t* core_;  /* a shared channel's end: the channel holding the state (maybe itself) */
+  void* lock_;      /* a shared channel's core: its uv_mutex_t */
+  size_t refs_;     /* a shared channel's core: how many ends use it (itself included) */
   uint32_t magic_;
   unsigned flags_;
   unsigned overflow_;
@@ -360,6 +368,8 @@ struct uvchan_select_s {
   /* private */
   uvchan_case_t* cases_;
   unsigned ncases_;
+  int claim_;          /* with a case on a shared channel: 1 once a party completed it */
+  unsigned char xsel_; /* it has a case on a shared channel */
 };
 
 /** Waits until exactly one of the `n` cases can complete, completes it, and withdraws the others
