@@ -1,4 +1,5 @@
-/* uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
+/** @file
+ * uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
  * the deadlock report. Include <uvchan.h>, which includes this. */
 #ifndef UVCHAN_CHAN_H
 #define UVCHAN_CHAN_H
@@ -58,12 +59,13 @@ UVCHAN_EXTERN int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb);
  * UV_EINVAL. */
 UVCHAN_EXTERN int uvchan_ctx_set_batch(uvchan_ctx_t* ctx, unsigned batch);
 
-/* Seeds the random source select uses to choose among ready cases, so tests can repeat a run. */
+/** Seeds the random source select uses to choose among ready cases, so tests can repeat a run. */
 UVCHAN_EXTERN int uvchan_ctx_seed(uvchan_ctx_t* ctx, uint64_t seed);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tracing                                                                                     */
 
+/** What a trace event reports. */
 typedef enum {
   UVCHAN_TRACE_WAIT = 1,  /**< `req` now waits on `chan` */
   UVCHAN_TRACE_HANDSHAKE, /**< `req` met the waiting `peer`: the value went straight across */
@@ -78,12 +80,12 @@ typedef enum {
  * waiting request it completed (NULL if none). For requests made by tasks, uvchan_req_task()
  * names the task. `value` points at the element that moved (NULL if none). */
 struct uvchan_trace_s {
-  uvchan_trace_kind kind;
-  uvchan_op op;
-  uvchan_t* chan;
-  uvchan_req_t* req;
-  uvchan_req_t* peer;
-  const void* value;
+  uvchan_trace_kind kind; /**< what happened */
+  uvchan_op op;           /**< the direction of `req` (0 for a close) */
+  uvchan_t* chan;         /**< the channel */
+  uvchan_req_t* req;      /**< the request that acted, or NULL */
+  uvchan_req_t* peer;     /**< the waiting request it completed, or NULL */
+  const void* value;      /**< the element that moved, or NULL */
   size_t len; /**< the channel's buffered count after the event */
 };
 
@@ -180,6 +182,9 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
 /* ------------------------------------------------------------------------------------------ */
 /* Requests                                                                                    */
 
+/** The fields every request struct starts with. The user's: `data` (user data, untouched), `type`
+ * (read-only) and `status` (read-only: the result, the same as the callback's); the rest are
+ * private. */
 #define UVCHAN_REQ_FIELDS                                                           \
   void* data;           /**< user data, untouched */                                  \
   uvchan_req_type type; /**< read-only */                                             \
@@ -193,7 +198,8 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
   struct uvchan__tmnode_s tm_;                                                      \
   struct uvchan__waiter_s w_;
 
-/* The fields every request starts with; any request may be cast to it (for uvchan_cancel()). */
+/** The fields every request starts with (UVCHAN_REQ_FIELDS); any request may be cast to it (for
+ * uvchan_cancel()). */
 struct uvchan_req_s {
   UVCHAN_REQ_FIELDS
 };
@@ -252,14 +258,16 @@ UVCHAN_EXTERN uvchan_task_t* uvchan_req_task(const uvchan_req_t* req);
 /** One case of a select: send the element at `value` on `chan`, or receive from it into `value`.
  * A case whose `chan` is NULL is ignored (Go's nil-channel idiom). Build them with the macros. */
 struct uvchan_case_s {
-  uvchan_t* chan;
-  uvchan_op op;
-  void* value;
+  uvchan_t* chan;  /**< the channel, or NULL to switch the case off */
+  uvchan_op op;    /**< UVCHAN_OP_SEND or UVCHAN_OP_RECV */
+  void* value;     /**< the element to send, or where the received one goes */
   /* private */
   struct uvchan__waiter_s w_;
 };
 
+/** A case sending the element at `ptr` on `ch`. */
 #define UVCHAN_CASE_SEND(ch, ptr) {(ch), UVCHAN_OP_SEND, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
+/** A case receiving from `ch` into `ptr`. */
 #define UVCHAN_CASE_RECV(ch, ptr) {(ch), UVCHAN_OP_RECV, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
 
 /** A select over an array of cases. */
