@@ -10,7 +10,7 @@ SANITIZE_CONFIGURE = cmake -S . -B build-sanitize -DCMAKE_C_COMPILER=clang -DUVC
 STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress install clean
+.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress install docs clean
 
 all: build
 
@@ -93,6 +93,13 @@ stress: build
 PREFIX ?=
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# The API reference from the public headers, Doxygen into build/docs/html; fails on any warning.
+# Configures again so that a build made before doxygen was installed gets the target.
+docs: deps
+	@sh cmake/install-deps.sh doxygen
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+	cmake --build $(BUILD) --target docs
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-valgrind build-fuzz
