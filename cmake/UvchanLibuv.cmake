@@ -21,7 +21,8 @@ function(uvchan_find_libuv var)
       return()
     endif()
   endforeach()
-  if("REQUIRED" IN_LIST ARGN)
+  list(FIND ARGN REQUIRED required) # not IN_LIST: the caller's policies may predate it
+  if(required GREATER -1)
     if(libuv_FOUND)
       message(FATAL_ERROR "uvchan: libuv's CMake package (${libuv_DIR}) exports no known target "
                           "(libuv::uv, uv, uv_a)")
