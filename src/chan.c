@@ -32,10 +32,16 @@
 static char uvchan__no_elems[1];
 
 int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
+  int err;
   if (!uvchan__ctx_ok(ctx) || ch == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
   if (elem_size != 0 && capacity > SIZE_MAX / elem_size)
     return UV_EINVAL;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
+  /* A live channel sits in its context's list: initialising it again would corrupt that list. */
+  if (UVCHAN__MAGIC_IS(ch, UVCHAN__CHAN_MAGIC))
+    return UV_EBUSY;
   memset(ch, 0, sizeof(*ch));
   if (elem_size != 0 && capacity != 0) {
     ch->buf_ = malloc(elem_size * capacity);
@@ -68,14 +74,20 @@ void uvchan__withdraw(uvchan_req_t* req) {
         uvchan__list_remove(&sel->cases_[i].w_.link);
   } else if (req->w_.link.next != NULL) {
     uvchan__list_remove(&req->w_.link);
-    if (req->type == UVCHAN_REQ_WG_WAIT)
+    if (req->type == UVCHAN_REQ_WG_WAIT) {
       req->ctx_->nwaiting_--;
+      uvchan__wg_waiter_left((uvchan_wg_t*)req->w_.value);
+    }
   }
   if (req->state_ & UVCHAN__REQ_DEADLINE)
     uvchan__deadline_remove(req);
 }
 
 void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
+  if (req->type == UVCHAN_REQ_AWAIT) {
+    uvchan__await_abort(req, status); /* the operation outside uvchan decides when it ends */
+    return;
+  }
   /* A select is traced by the operation that completes or closes it, not per case; a waiting
    * select's index is still -1, which is what its callback must see. */
   if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
@@ -97,7 +109,7 @@ void uvchan__wake_slow(struct uvchan__waiter_s* w, int status) {
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
                       void (*cb)(void)) {
   /* Reads a field of caller memory that may be uninitialised: the only way to recognise a
-   * request that is still pending (cmake/valgrind.supp explains this to memcheck). */
+   * request that is still pending (the caller's UVCHAN__GATE told memcheck it is deliberate). */
   if (req->magic_ == UVCHAN__REQ_MAGIC)
     return UV_EBUSY;
   uvchan__req_prepare(req, ctx, type, cb, 0);
@@ -114,6 +126,8 @@ UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, u
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0))
+    return status;
   if (UVCHAN__UNLIKELY(uvchan__req_begin(
           req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, cb) != 0))
     return UV_EBUSY;
@@ -154,6 +168,8 @@ int uvchan_try_send(uvchan_t* ch, const void* value) {
   int status;
   if (!uvchan__chan_ok(ch) || (value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
+    return UV_EPERM;
   status = uvchan__send_now(ch, value, NULL);
   return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
@@ -162,13 +178,17 @@ int uvchan_try_recv(uvchan_t* ch, void* value) {
   int status;
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
+    return UV_EPERM;
   status = uvchan__recv_now(ch, value, NULL);
   return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
 
 int uvchan_cancel(uvchan_req_t* req) {
-  if (req == NULL || req->magic_ != UVCHAN__REQ_MAGIC)
+  if (req == NULL || !UVCHAN__MAGIC_IS(req, UVCHAN__REQ_MAGIC))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(req->ctx_))
+    return UV_EPERM;
   if (req->state_ & UVCHAN__REQ_QUEUED)
     return UV_EBUSY; /* already matched: the callback will report what really happened */
   uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
@@ -181,14 +201,17 @@ uvchan_task_t* uvchan_req_task(const uvchan_req_t* req) {
 
 /* ---- close and teardown ---- */
 
-/* Completes every waiter of queue `q` with `status`. A select waiting on this channel leaves
- * all its queues, possibly more entries of this very queue: so pop from the head each time. */
+/* Completes every waiter of queue `q` with `status`; a receiver that gets UV_EOF gets the zero
+ * value too. A select waiting on this channel leaves all its queues, possibly more entries of
+ * this very queue: so pop from the head each time. */
 static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int status) {
   struct uvchan__waiter_s* w;
   while (!uvchan__list_empty(q)) {
     w = uvchan__first_waiter(q);
     if (status == UV_ECANCELED)
       UVCHAN__TRACE(ch, UVCHAN_TRACE_CANCEL, w->op, w->req, NULL, NULL);
+    else if (status == UV_EOF && w->value != NULL)
+      memset(w->value, 0, ch->elem_size_);
     uvchan__wake(w, status);
   }
 }
@@ -196,6 +219,8 @@ static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int statu
 int uvchan_close(uvchan_t* ch) {
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
   if (ch->flags_ & UVCHAN__CHAN_CLOSED)
     return UV_EPIPE;
   ch->flags_ |= UVCHAN__CHAN_CLOSED;
@@ -208,6 +233,8 @@ int uvchan_close(uvchan_t* ch) {
 int uvchan_destroy(uvchan_t* ch) {
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
   uvchan__fail_queue(ch, &ch->recvq_, UV_ECANCELED);
   uvchan__fail_queue(ch, &ch->sendq_, UV_ECANCELED);
   /* Values accepted by a send but never received go to the destructor, oldest first. */

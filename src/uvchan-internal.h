@@ -18,11 +18,53 @@
 /* For the few small functions on the hot path that must inline whatever the optimiser thinks. */
 #if defined(__GNUC__)
 #define UVCHAN__INLINE static inline __attribute__((always_inline))
+#define UVCHAN__NOINLINE __attribute__((noinline, cold))
 #else
 #define UVCHAN__INLINE static inline
+#define UVCHAN__NOINLINE
 #endif
 
 #define UVCHAN__CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr) - offsetof(type, field)))
+
+/* Thread-local state is reached with the initial-exec model: one %fs-relative load, also in the
+ * shared library, where the default model would call __tls_get_addr on every task operation. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define UVCHAN__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define UVCHAN__TLS _Thread_local
+#endif
+
+/* Each thread's marker: a context stores the address of its owning thread's, and the check that a
+ * call comes from that thread is one address comparison. */
+extern UVCHAN__TLS char uvchan__thread_mark;
+#define UVCHAN__ON_THREAD(ctx) ((ctx)->thread_ == (const void*)&uvchan__thread_mark)
+
+/* The `data` of every libuv handle uvchan owns points here (uvchan_handle_owned()); uvchan finds
+ * its structs from its handles with UVCHAN__CONTAINER_OF, never through `data`. */
+extern const char uvchan__handle_tag;
+
+/* Memcheck support. uvchan recognises live structs by a magic field, which means reading a field
+ * of caller memory that may never have been written: telling memcheck that this one read is
+ * deliberate keeps users' programs clean without a suppression file. Outside valgrind the hot-path
+ * form costs one load and a branch. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define UVCHAN__HAVE_VALGRIND 1
+#endif
+#endif
+#if defined(UVCHAN__HAVE_VALGRIND)
+#define UVCHAN__VG_DEFINED(addr, len) ((void)VALGRIND_MAKE_MEM_DEFINED((addr), (len)))
+#else
+#define UVCHAN__VG_DEFINED(addr, len) ((void)(addr), (void)(len))
+#endif
+/* 1 when memcheck watches this process (set by uvchan_ctx_init()): only then do request starts
+ * take the path that marks the magic field they read (see UVCHAN__GATE). Other valgrind tools,
+ * callgrind among them, see the native fast path. */
+extern int uvchan__memcheck;
+
+/* Reads the magic field of caller memory that may hold garbage (see above). */
+#define UVCHAN__MAGIC_IS(obj, magic) (UVCHAN__VG_DEFINED(&(obj)->magic_, sizeof((obj)->magic_)), (obj)->magic_ == (magic))
 
 /* Magic values tell live structs from destroyed or never-initialised ones. A struct of random
  * garbage matches by chance with odds of 2^-32: good enough to turn most misuse into UV_EINVAL. */
@@ -43,9 +85,11 @@ enum {
 
 /* Context flags_. */
 enum {
-  UVCHAN__CTX_IDLE_ON = 1u << 0, /* the idle handle is started: completions are pending */
+  UVCHAN__CTX_IDLE_ON = 1u << 0, /* idle and check started: completions are pending */
   UVCHAN__CTX_CLOSING = 1u << 1,
-  UVCHAN__CTX_HANDLES_CLOSING = 1u << 2
+  UVCHAN__CTX_HANDLES_CLOSING = 1u << 2,
+  UVCHAN__CTX_SHUTDOWN = 1u << 3, /* uvchan_ctx_shutdown() runs: starts fail with UV_ECANCELED */
+  UVCHAN__CTX_RES_CLOSED = 1u << 4 /* the shutdown asked every resource to close */
 };
 
 /* Channel flags_. */
@@ -90,6 +134,17 @@ static inline int uvchan__ctx_ok(const uvchan_ctx_t* ctx) {
 static inline int uvchan__chan_ok(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__CHAN_MAGIC;
 }
+
+/* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
+ * when it may go on, UV_EPERM from another thread than the context's, UV_ECANCELED once a
+ * shutdown began. ctx->gate_ holds the owner's thread marker only while none of that applies and
+ * memcheck is not watching, so the fast path is one comparison. The slow path also tells memcheck
+ * that the start is about to read `magic` (a request's magic field, possibly never written; may
+ * be NULL). */
+int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic);
+#define UVCHAN__GATE(ctx, magic)                                                    \
+  (UVCHAN__LIKELY((ctx)->gate_ == (const void*)&uvchan__thread_mark) ? 0          \
+                                                                     : uvchan__gate_slow((ctx), (magic)))
 
 /* ---- ctx.c: completion queue, deadlines, trace, random ---- */
 
@@ -144,6 +199,14 @@ uint32_t uvchan__rand_below(uvchan_ctx_t* ctx, uint32_t n);
 void uvchan__trace(uvchan_t* ch, uvchan_trace_kind kind, unsigned op, uvchan_req_t* req,
                    uvchan_req_t* peer, const void* value);
 void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
+/* 1 while the context registered with (slot, gen) has not started closing; reads only the
+ * registry, never the context, so it is safe after the context's memory was freed. */
+int uvchan__ctx_alive(uint32_t slot, uint64_t gen);
+/* Registers / unregisters something the context's graceful shutdown must close. */
+void uvchan__res_add(uvchan_ctx_t* ctx, struct uvchan__res_s* res, void (*shutdown)(struct uvchan__res_s*));
+void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);
+/* Moves a shutdown on: once no task is left, closes what remains and then the context. */
+void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 
 #define UVCHAN__TRACE(ch, kind, op, req, peer, value)          \
   do {                                                         \
@@ -281,8 +344,11 @@ UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req
     uvchan__wake(w, 0);
     return 0;
   }
-  if (ch->flags_ & UVCHAN__CHAN_CLOSED)
+  if (ch->flags_ & UVCHAN__CHAN_CLOSED) {
+    if (value != NULL)
+      memset(value, 0, ch->elem_size_); /* Go's zero value from a closed channel */
     return UV_EOF;
+  }
   return UVCHAN__MUST_WAIT;
 }
 
@@ -299,11 +365,28 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
 
 /* Starts a wait on `wg` for a prepared `req`: returns 1 (status 0) if the count is 0 already. */
 int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg);
+/* A waiter of `wg` was withdrawn or woken: unlinks the wait group from its context's list of
+ * wait groups with waiters when none is left. */
+void uvchan__wg_waiter_left(uvchan_wg_t* wg);
+
+/* ---- await.c ---- */
+
+/* A deadline, cancel or shutdown ends the await of a task's request (see uvchan_await_t). */
+void uvchan__await_abort(uvchan_req_t* req, int status);
 
 /* ---- task.c ---- */
 
 /* Resumes the task owning `req` (its start, or the end of its wait). */
 void uvchan__task_resume(uvchan_req_t* req);
+/* Cancels task `t` (uvchan_task_cancel(), the shutdown). */
+void uvchan__task_cancel(uvchan_task_t* t);
+/* The running task, or NULL. */
+uvchan_task_t* uvchan__task_current(void);
+/* Parks the running task on its own request, prepared as `type` by the caller and marked waiting;
+ * returns the request's final status. */
+int uvchan__task_block(uvchan_task_t* t);
+/* The task's own request. */
+uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t);
 /* The task that owns the request, if any. */
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
 /* Frees the stack pools of a context that has no tasks left. */
@@ -311,6 +394,8 @@ void uvchan__task_pools_free(uvchan_ctx_t* ctx);
 /* Releases the memory of task stacks that stayed free for a while (called when the loop has
  * delivered every completion). */
 void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx);
-const char* uvchan__task_wait_name(const uvchan_task_t* t);
+/* Fills `info` and returns 1 when `t` is parked on no channel or wait group (a sleep, an await,
+ * a nil channel); else returns 0. */
+int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);
 
 #endif /* UVCHAN_INTERNAL_H */

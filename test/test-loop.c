@@ -179,7 +179,7 @@ static void test_waiting_alone_ends_run_and_is_reported(void** state) {
   assert_int_equal(uvchan_ctx_report(&f->ctx, mem), 2);
   fclose(mem);
   assert_non_null(strstr(buf, "2 operations are waiting"));
-  assert_non_null(strstr(buf, "receive on channel \"in\""));
+  assert_non_null(strstr(buf, "receive from channel \"in\""));
   assert_non_null(strstr(buf, "send on channel 0x"));
   assert_int_equal(uvchan_destroy(&in), 0);
   assert_int_equal(uvchan_destroy(&out), 0);

@@ -36,6 +36,9 @@
 /** Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
 #define UVCHAN_DEFAULT_BATCH 1024
 
+/** Operations a task may complete in a row without waiting before it gives the loop a turn. */
+#define UVCHAN_TASK_BUDGET 128
+
 /** Default task stack: virtual size, of which only touched pages become resident. */
 #define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
 /** Smallest accepted task stack. */
@@ -54,6 +57,7 @@ typedef struct uvchan_task_s uvchan_task_t; /**< opaque: lives at the top of its
 typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
+typedef struct uvchan_await_s uvchan_await_t;
 
 /** What a request is. */
 typedef enum {
@@ -63,7 +67,8 @@ typedef enum {
   UVCHAN_REQ_SELECT,
   UVCHAN_REQ_WG_WAIT,
   UVCHAN_REQ_SLEEP,
-  UVCHAN_REQ_TASK  /**< a task's start or yield */
+  UVCHAN_REQ_TASK, /**< a task's start or yield */
+  UVCHAN_REQ_AWAIT /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
 } uvchan_req_type;
 
 /** The direction of a select case. */
@@ -89,6 +94,8 @@ typedef void (*uvchan_task_fn)(void* arg);
 typedef void (*uvchan_trace_cb)(const uvchan_trace_t* event, void* arg);
 /** Called by uvchan_ctx_walk_waiting() once for every waiting operation. */
 typedef void (*uvchan_walk_cb)(const uvchan_waiting_t* waiting, void* arg);
+/** The `cancel` and `release` hooks of an await (uvchan_await_init()). */
+typedef void (*uvchan_await_cb)(uvchan_await_t* aw);
 
 /** Private building blocks, embedded in the public structs so the caller can own them. */
 struct uvchan__link_s {
@@ -106,7 +113,14 @@ struct uvchan__waiter_s {
   unsigned index;
 };
 
-/** A node of the context's deadline heap (a pairing heap). */
+/* Something a context owns besides channels and tasks (a timer channel, an I/O adapter...): the
+ * context's graceful shutdown calls `shutdown`, which closes it and unregisters it. */
+struct uvchan__res_s {
+  struct uvchan__link_s link;
+  void (*shutdown)(struct uvchan__res_s* res);
+};
+
+/* A node of the context's deadline heap (a pairing heap). */
 struct uvchan__tmnode_s {
   struct uvchan__tmnode_s* child;
   struct uvchan__tmnode_s* next;
