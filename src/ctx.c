@@ -489,7 +489,7 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
   int foreign = 0;
 
   if (!(ctx->flags_ & UVCHAN__CTX_CLOSING) || (ctx->flags_ & UVCHAN__CTX_HANDLES_CLOSING) ||
-      ctx->qhead_ != NULL)
+      ctx->qhead_ != NULL || ctx->nclosing_ != 0)
     return;
   ctx->flags_ |= UVCHAN__CTX_HANDLES_CLOSING;
   uvchan__task_pools_free(ctx);
@@ -519,6 +519,15 @@ int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
   ctx->close_cb_ = cb;
   uvchan__ctx_maybe_finish_close(ctx);
   return 0;
+}
+
+void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx) {
+  ctx->nclosing_++;
+}
+
+void uvchan__ctx_closing_end(uvchan_ctx_t* ctx) {
+  if (--ctx->nclosing_ == 0)
+    uvchan__ctx_maybe_finish_close(ctx);
 }
 
 /* ---- graceful shutdown ---- */
@@ -579,27 +588,30 @@ int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
 }
 
 void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx) {
-  struct uvchan__link_s* l;
-  struct uvchan__link_s* next;
-  uvchan_ctx_close_cb cb;
-
-  if ((ctx->flags_ & UVCHAN__CTX_CLOSING) || ctx->ntasks_ != 0 || ctx->qhead_ != NULL)
+  if ((ctx->flags_ & (UVCHAN__CTX_CLOSING | UVCHAN__CTX_STEPPING)) || ctx->ntasks_ != 0 ||
+      ctx->qhead_ != NULL)
     return;
+  ctx->flags_ |= UVCHAN__CTX_STEPPING;
   if (!(ctx->flags_ & UVCHAN__CTX_RES_CLOSED)) {
     ctx->flags_ |= UVCHAN__CTX_RES_CLOSED;
-    for (l = ctx->res_.next; l != &ctx->res_; l = next) {
-      next = l->next;
-      ((struct uvchan__res_s*)l)->shutdown((struct uvchan__res_s*)l);
-    }
+    while (!uvchan__list_empty(&ctx->res_)) /* each hook unregisters its resource */
+      ((struct uvchan__res_s*)ctx->res_.next)->shutdown((struct uvchan__res_s*)ctx->res_.next);
   }
-  if (ctx->nres_ != 0)
-    return; /* uvchan__res_remove() comes back here */
-  while (!uvchan__list_empty(&ctx->chans_))
-    uvchan_destroy(UVCHAN__CONTAINER_OF(ctx->chans_.next, uvchan_t, link_));
-  cb = ctx->close_cb_;
-  ctx->flags_ &= ~UVCHAN__CTX_SHUTDOWN; /* now an ordinary close */
-  if (uvchan_ctx_close(ctx, cb) != 0)
-    ctx->flags_ |= UVCHAN__CTX_SHUTDOWN;
+  if (ctx->nres_ == 0) {
+    while (!uvchan__list_empty(&ctx->chans_))
+      uvchan_destroy(UVCHAN__CONTAINER_OF(ctx->chans_.next, uvchan_t, link_));
+    ctx->flags_ &= ~UVCHAN__CTX_SHUTDOWN; /* now an ordinary close */
+    if (uvchan_ctx_close(ctx, ctx->close_cb_) != 0)
+      ctx->flags_ |= UVCHAN__CTX_SHUTDOWN; /* not yet: uvchan__res_remove() comes back here */
+  }
+  ctx->flags_ &= ~UVCHAN__CTX_STEPPING;
+}
+
+int uvchan_ctx_bind_thread(uvchan_ctx_t* ctx) {
+  if (!uvchan__ctx_ok(ctx))
+    return UV_EINVAL;
+  uvchan__ctx_bind(ctx);
+  return 0;
 }
 
 int uvchan_ctx_set_batch(uvchan_ctx_t* ctx, unsigned batch) {

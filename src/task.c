@@ -83,6 +83,7 @@ enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN
 enum { UVCHAN__TASK_CANCELLED = 1u << 0 };
 
 enum {
+  UVCHAN__TURN_MS = 2,           /* the longest a task keeps the loop from polling */
   UVCHAN__STACKS_PER_CHUNK = 64, /* one mapping per 64 stacks */
   UVCHAN__POOL_KEEP_HOT = 64,    /* free stacks always kept resident for fast reuse */
   UVCHAN__POOL_SCAVENGE_MS = 1000, /* how long a free stack stays resident unused */
@@ -473,10 +474,15 @@ static int uvchan__task_await(uvchan_task_t* t, uvchan_req_t* req, int done) {
 }
 
 /* The slow path of a blocking call whose budget ran out: a cancelled task's call fails; any other
- * task gives the loop one turn (tokio's coop budget), then its call goes on. */
+ * task yields once (tokio's coop budget), then its call goes on. The yield lets every other ready
+ * task and callback run; when this loop iteration has been delivering for
+ * UVCHAN__TURN_MS already, it also ends the delivery, so that timers and I/O get their turn
+ * without a poll every UVCHAN_TASK_BUDGET operations. */
 static UVCHAN__NOINLINE int uvchan__task_coop(uvchan_task_t* t) {
   uvchan_req_t* req;
   if (!(t->flags & UVCHAN__TASK_CANCELLED)) {
+    if (uv_hrtime() / 1000000 >= uv_now(t->ctx->loop) + UVCHAN__TURN_MS)
+      t->ctx->budget_ = 0;
     req = uvchan__task_req(t, UVCHAN_REQ_TASK);
     uvchan__complete(req, 0);
     uvchan__task_await(t, req, 0);

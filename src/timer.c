@@ -88,10 +88,11 @@ int uvchan_timer_stop(uvchan_timer_t* timer) {
 static void uvchan__on_timer_closed(uv_handle_t* handle) {
   uvchan_timer_t* t = UVCHAN__CONTAINER_OF(handle, uvchan_timer_t, timer_);
   uvchan_timer_close_cb cb = t->close_cb_;
-  uvchan__res_remove(t->chan.ctx_, &t->res_); /* the destroyed channel still names its context */
+  uvchan_ctx_t* ctx = t->chan.ctx_; /* the destroyed channel still names its context */
   t->magic_ = 0;
   if (cb != NULL)
     cb(t); /* may free the struct */
+  uvchan__ctx_closing_end(ctx);
 }
 
 int uvchan_timer_close(uvchan_timer_t* timer, uvchan_timer_close_cb cb) {
@@ -102,6 +103,8 @@ int uvchan_timer_close(uvchan_timer_t* timer, uvchan_timer_close_cb cb) {
   timer->flags_ |= UVCHAN__TIMER_CLOSING;
   timer->close_cb_ = cb;
   uv_timer_stop(&timer->timer_);
+  uvchan__res_remove(timer->chan.ctx_, &timer->res_);
+  uvchan__ctx_closing_begin(timer->chan.ctx_);
   uvchan_destroy(&timer->chan);
   uv_close((uv_handle_t*)&timer->timer_, uvchan__on_timer_closed);
   return 0;

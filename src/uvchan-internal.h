@@ -89,7 +89,8 @@ enum {
   UVCHAN__CTX_CLOSING = 1u << 1,
   UVCHAN__CTX_HANDLES_CLOSING = 1u << 2,
   UVCHAN__CTX_SHUTDOWN = 1u << 3, /* uvchan_ctx_shutdown() runs: starts fail with UV_ECANCELED */
-  UVCHAN__CTX_RES_CLOSED = 1u << 4 /* the shutdown asked every resource to close */
+  UVCHAN__CTX_RES_CLOSED = 1u << 4, /* the shutdown asked every resource to close */
+  UVCHAN__CTX_STEPPING = 1u << 5    /* uvchan__ctx_shutdown_step() runs (closes re-enter it) */
 };
 
 /* Channel flags_. */
@@ -202,9 +203,16 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
 /* 1 while the context registered with (slot, gen) has not started closing; reads only the
  * registry, never the context, so it is safe after the context's memory was freed. */
 int uvchan__ctx_alive(uint32_t slot, uint64_t gen);
-/* Registers / unregisters something the context's graceful shutdown must close. */
+/* Registers / unregisters something the context's graceful shutdown must close. The shutdown
+ * calls `shutdown`, which must unregister the resource before it returns; a close that goes on
+ * asynchronously (a libuv handle's) is announced with uvchan__ctx_closing_begin(). An open
+ * resource makes uvchan_ctx_close() return UV_EBUSY. */
 void uvchan__res_add(uvchan_ctx_t* ctx, struct uvchan__res_s* res, void (*shutdown)(struct uvchan__res_s*));
 void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);
+/* An object of the context began / ended the asynchronous close of its libuv handle: the
+ * context's own close waits for every one to end. */
+void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx);
+void uvchan__ctx_closing_end(uvchan_ctx_t* ctx);
 /* Moves a shutdown on: once no task is left, closes what remains and then the context. */
 void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 

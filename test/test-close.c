@@ -26,19 +26,23 @@ static void test_close_waiting_senders_get_epipe_and_keep_value(void** state) {
   fixture_t* f = FX(state);
   uvchan_t ch;
   uvchan_send_t s[3];
-  counter_t sc = {0};
+  counter_t sc[3] = {{0, 1}, {0, 1}, {0, 1}};
   int vals[3] = {1, 2, 3};
   int i, out;
 
   assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
   for (i = 0; i < 3; i++) {
-    s[i].data = &sc;
+    s[i].data = &sc[i];
     assert_int_equal(uvchan_send(&s[i], &ch, &vals[i], send_cb), 0);
   }
   assert_int_equal(uvchan_close(&ch), 0);
   RUN(f);
   /* The first send was buffered (status 0); the two waiting ones failed, values untouched. */
-  assert_int_equal(sc.calls, 3);
+  for (i = 0; i < 3; i++)
+    assert_int_equal(sc[i].calls, 1);
+  assert_int_equal(sc[0].status, 0);
+  assert_int_equal(sc[1].status, UV_EPIPE);
+  assert_int_equal(sc[2].status, UV_EPIPE);
   assert_int_equal(uvchan_try_recv(&ch, &out), 0);
   assert_int_equal(out, 1);
   assert_int_equal(uvchan_try_recv(&ch, &out), UV_EOF);

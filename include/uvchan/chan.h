@@ -19,10 +19,10 @@ extern "C" {
  * wait groups, the random source of select, and the trace hook. It never touches loop->data.
  *
  * A context belongs to one thread: the one that runs its loop (before the loop first runs, the one
- * that called uvchan_ctx_init()). Its functions, and those of everything attached to it, return
- * UV_EPERM when called from another thread, without touching anything; the queries
- * (uvchan_len() and the like) read without the check. uvchan/thread.h has the calls that other
- * threads may make. */
+ * that called uvchan_ctx_init(); see uvchan_ctx_bind_thread() to hand a loop over). Its
+ * functions, and those of everything attached to it, return UV_EPERM when called from another
+ * thread, without touching anything; the queries (uvchan_len() and the like) read without the
+ * check. uvchan/thread.h has the calls that other threads may make. */
 struct uvchan_ctx_s {
   void* data;       /**< user data, untouched */
   uv_loop_t* loop;  /**< read-only */
@@ -50,6 +50,7 @@ struct uvchan_ctx_s {
   size_t nchans_;
   size_t ntasks_;
   size_t nres_;
+  size_t nclosing_; /* closes of uvchan objects under way (their libuv handles close) */
   size_t nwaiting_; /* requests parked outside channels: wait groups, sleeps */
   uvchan_trace_cb trace_cb_;
   void* trace_arg_;
@@ -65,7 +66,8 @@ struct uvchan_ctx_s {
  * UV_EBUSY when `ctx` is a live context (initialised and not closed). */
 UVCHAN_EXTERN int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx);
 
-/** Starts closing `ctx`: pending completions are still delivered, then its libuv handles close and
+/** Starts closing `ctx`: pending completions are still delivered and closes already started (a
+ * timer channel's) finish, then its libuv handles close and
  * `cb` (may be NULL) runs from the loop. Returns UV_EBUSY, and closes nothing, while channels are
  * not destroyed, tasks still live, timer channels or other uvchan objects are open, or
  * wait-group/sleep requests still wait; UV_EINVAL for a NULL or uninitialised context or one
@@ -90,6 +92,13 @@ UVCHAN_EXTERN int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb);
  * Returns 0, UV_EINVAL for a bad context or one already closing or shutting down, UV_EPERM from
  * another thread. */
 UVCHAN_EXTERN int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb);
+
+/** Makes the calling thread the owner of `ctx`: for a loop that moves between threads (run on a
+ * worker, then torn down by the thread that joined it). uvchan hands a context over by itself
+ * when another thread runs its deliveries; this is for the thread that takes the loop back, or
+ * takes it before running it. Call it only once the previous thread has stopped using the loop.
+ * Returns 0, or UV_EINVAL for a bad context. */
+UVCHAN_EXTERN int uvchan_ctx_bind_thread(uvchan_ctx_t* ctx);
 
 /** Sets how many completions (callbacks and task resumptions) one loop iteration delivers at most,
  * so that a busy ping-pong never starves timers or I/O. Default UVCHAN_DEFAULT_BATCH. 0 is

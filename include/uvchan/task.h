@@ -72,9 +72,11 @@ UVCHAN_EXTERN uint64_t uvchan_task_id(const uvchan_task_t* task);
  * until the loop resumes it. They return what the callback form's callback would get, and
  * UV_ECANCELED once the task is cancelled.
  *
- * Cooperative budget: a task whose operations keep completing at once gives the loop a turn
- * after UVCHAN_TASK_BUDGET of them in a row (as tokio's coop budget does), so that it cannot
- * starve timers, I/O and other tasks. A task that waits starts a new run.
+ * Cooperative budget: a task whose operations keep completing at once yields after
+ * UVCHAN_TASK_BUDGET of them in a row (as tokio's coop budget does): every other ready task and
+ * callback runs first, and once the loop iteration has been running for about 2 ms the loop
+ * itself gets its turn (timers, I/O). So no task can starve the rest. A task that waits starts a
+ * new run.
  *
  * Nil channels: a send, receive or select on a NULL channel (a select whose cases are all NULL)
  * blocks forever, as in Go: only a deadline, a cancel or a shutdown ends it, and the deadlock
