@@ -58,6 +58,8 @@ typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
 typedef struct uvchan_await_s uvchan_await_t;
+typedef struct uvchan_reserve_s uvchan_reserve_t;
+typedef struct uvchan_permit_s uvchan_permit_t;
 
 /** What a request is. */
 typedef enum {
@@ -68,11 +70,16 @@ typedef enum {
   UVCHAN_REQ_WG_WAIT,
   UVCHAN_REQ_SLEEP,
   UVCHAN_REQ_TASK, /**< a task's start or yield */
-  UVCHAN_REQ_AWAIT /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
+  UVCHAN_REQ_AWAIT, /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
+  UVCHAN_REQ_RESERVE /**< a reservation of a buffer slot (two-phase send) */
 } uvchan_req_type;
 
 /** The direction of a select case. */
-typedef enum { UVCHAN_OP_SEND = 1, UVCHAN_OP_RECV = 2 } uvchan_op;
+typedef enum {
+  UVCHAN_OP_SEND = 1,
+  UVCHAN_OP_RECV = 2,
+  UVCHAN_OP_RESERVE = 3 /**< reserve a buffer slot; the case's value is a uvchan_permit_t* */
+} uvchan_op;
 
 /** Runs from the loop once uvchan_ctx_close() is done: the context may then be freed. */
 typedef void (*uvchan_ctx_close_cb)(uvchan_ctx_t* ctx);
@@ -84,6 +91,8 @@ typedef void (*uvchan_send_cb)(uvchan_send_t* req, int status);
 typedef void (*uvchan_recv_cb)(uvchan_recv_t* req, int status);
 /** Completion of a select, run once from the loop; req->index names the case (uvchan_select()). */
 typedef void (*uvchan_select_cb)(uvchan_select_t* req, int status);
+/** Completion of a slot reservation, run once from the loop (statuses: uvchan_reserve()). */
+typedef void (*uvchan_reserve_cb)(uvchan_reserve_t* req, int status);
 /** A channel's element destructor: uvchan_destroy() calls it for each value still buffered. */
 typedef void (*uvchan_elem_destroy_cb)(uvchan_t* ch, void* value);
 /** Runs from the loop once uvchan_timer_close() is done: the timer may then be freed. */
