@@ -1,4 +1,5 @@
-/* uvchan: Go-style channels for libuv.
+/** @file
+ * uvchan: Go-style channels for libuv.
  *
  * Copyright (c) 2026 the uvchan authors. MIT licensed, see LICENSE.
  *

@@ -1,4 +1,5 @@
-/* uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
+/** @file
+ * uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
  * the deadlock report. Include <uvchan.h>, which includes this. */
 #ifndef UVCHAN_CHAN_H
 #define UVCHAN_CHAN_H
@@ -120,6 +121,7 @@ UVCHAN_EXTERN int uvchan_ctx_seed(uvchan_ctx_t* ctx, uint64_t seed);
 /* ------------------------------------------------------------------------------------------ */
 /* Tracing                                                                                     */
 
+/** What a trace event reports. */
 typedef enum {
   UVCHAN_TRACE_WAIT = 1,  /**< `req` now waits on `chan` */
   UVCHAN_TRACE_HANDSHAKE, /**< `req` met the waiting `peer`: the value went straight across */
@@ -134,12 +136,12 @@ typedef enum {
  * waiting request it completed (NULL if none). For requests made by tasks, uvchan_req_task()
  * names the task. `value` points at the element that moved (NULL if none). */
 struct uvchan_trace_s {
-  uvchan_trace_kind kind;
-  uvchan_op op;
-  uvchan_t* chan;
-  uvchan_req_t* req;
-  uvchan_req_t* peer;
-  const void* value;
+  uvchan_trace_kind kind; /**< what happened */
+  uvchan_op op;           /**< the direction of `req` (0 for a close) */
+  uvchan_t* chan;         /**< the channel */
+  uvchan_req_t* req;      /**< the request that acted, or NULL */
+  uvchan_req_t* peer;     /**< the waiting request it completed, or NULL */
+  const void* value;      /**< the element that moved, or NULL */
   size_t len; /**< the channel's buffered count after the event */
 };
 
@@ -272,6 +274,9 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
 /* ------------------------------------------------------------------------------------------ */
 /* Requests                                                                                    */
 
+/** The fields every request struct starts with. The user's: `data` (user data, untouched), `type`
+ * (read-only) and `status` (read-only: the result, the same as the callback's); the rest are
+ * private. */
 #define UVCHAN_REQ_FIELDS                                                           \
   void* data;           /**< user data, untouched */                                  \
   uvchan_req_type type; /**< read-only */                                             \
@@ -285,7 +290,8 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
   struct uvchan__tmnode_s tm_;                                                      \
   struct uvchan__waiter_s w_;
 
-/* The fields every request starts with; any request may be cast to it (for uvchan_cancel()). */
+/** The fields every request starts with (UVCHAN_REQ_FIELDS); any request may be cast to it (for
+ * uvchan_cancel()). */
 struct uvchan_req_s {
   UVCHAN_REQ_FIELDS
 };
@@ -358,7 +364,9 @@ struct uvchan_case_s {
   struct uvchan__waiter_s w_;
 };
 
+/** A case sending the element at `ptr` on `ch`. */
 #define UVCHAN_CASE_SEND(ch, ptr) {(ch), UVCHAN_OP_SEND, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
+/** A case receiving from `ch` into `ptr`. */
 #define UVCHAN_CASE_RECV(ch, ptr) {(ch), UVCHAN_OP_RECV, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
 
 /** A select over an array of cases. */
@@ -443,6 +451,7 @@ UVCHAN_EXTERN int uvchan_release(uvchan_permit_t* permit);
 /** 1 while `permit` holds a slot, else 0. */
 UVCHAN_EXTERN int uvchan_permit_held(const uvchan_permit_t* permit);
 
+/** A select case reserving a slot of `ch` into the uvchan_permit_t at `permit`. */
 #define UVCHAN_CASE_RESERVE(ch, permit) \
   {(ch), UVCHAN_OP_RESERVE, (void*)(permit), {{0, 0}, 0, 0, 0, 0, 0}}
 
