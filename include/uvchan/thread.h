@@ -1,4 +1,5 @@
-/* uvchan/thread.h: channels shared between threads and loops. Include <uvchan.h>, which
+/** @file
+ * uvchan/thread.h: channels shared between threads and loops. Include <uvchan.h>, which
  * includes this. */
 #ifndef UVCHAN_THREAD_H
 #define UVCHAN_THREAD_H
@@ -12,7 +13,8 @@ extern "C" {
 /* ------------------------------------------------------------------------------------------ */
 /* Shared channels                                                                             */
 
-/* A shared channel has the semantics of any channel (rendezvous, buffer, close, FIFO, select)
+/** @name Shared channels
+ * A shared channel has the semantics of any channel (rendezvous, buffer, close, FIFO, select)
  * and may be used from several threads: each loop that uses it attaches an end of its own (a
  * uvchan_t bound to that loop's context), and threads without a loop use the uvchan_thread_*
  * calls below. The ends share one state behind a lock; a request completes on the context of
@@ -26,7 +28,8 @@ extern "C" {
  * of shared channels are not traced).
  *
  * A request waiting on a shared channel keeps its loop alive (another thread may complete it),
- * unlike a wait on a loop's own channel. */
+ * unlike a wait on a loop's own channel.
+ * @{ */
 
 /** Initialises `ch` as a shared channel, and as its first end, bound to `ctx`. Arguments and
  * codes as uvchan_init(). The first end is destroyed last: uvchan_destroy() returns UV_EBUSY
@@ -60,6 +63,7 @@ UVCHAN_EXTERN int uvchan_thread_recv(uvchan_t* ch, void* value);
 
 /** As uvchan_thread_recv(), giving up after `timeout` ms (UV_ETIMEDOUT, nothing received). */
 UVCHAN_EXTERN int uvchan_thread_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout);
+/** @} */
 
 #ifdef __cplusplus
 }
