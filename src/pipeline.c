@@ -1327,10 +1327,10 @@ int uvchan_subscribe(uvchan_broadcast_t* bc, uvchan_sub_t* sub, size_t capacity,
     return UV_EINVAL;
   if ((err = UVCHAN__GATE(bc->node_.ctx, NULL)) != 0)
     return err;
-  if (bc->node_.state > UVCHAN__N_RUNNING)
-    return UV_EPIPE;
   if (UVCHAN__MAGIC_IS(sub, UVCHAN__SUB_MAGIC))
     return UV_EBUSY;
+  if (bc->node_.state > UVCHAN__N_RUNNING)
+    return UV_EPIPE;
   memset(&sub->chan, 0, sizeof(sub->chan));
   if ((err = uvchan_init(bc->node_.ctx, &sub->chan, bc->size_, capacity)) != 0)
     return err;

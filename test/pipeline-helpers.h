@@ -19,9 +19,9 @@ typedef struct {
   int waiting;
 } src_t;
 
-static void src_next(src_t* s);
+static inline void src_next(src_t* s);
 
-static void src_sent(uvchan_send_t* r, int st) {
+static inline void src_sent(uvchan_send_t* r, int st) {
   src_t* s = r->data;
   s->waiting = 0;
   if (st != 0) {
@@ -33,7 +33,7 @@ static void src_sent(uvchan_send_t* r, int st) {
   src_next(s);
 }
 
-static void src_next(src_t* s) {
+static inline void src_next(src_t* s) {
   int r;
   while (s->i < s->n) {
     s->value = s->vals != NULL ? s->vals[s->i] : s->i;
@@ -79,7 +79,7 @@ typedef struct {
   int waiting;
 } sink_t;
 
-static void sink_recv(uvchan_recv_t* r, int st) {
+static inline void sink_recv(uvchan_recv_t* r, int st) {
   sink_t* k = r->data;
   k->waiting = 0;
   if (st != 0) {
@@ -131,7 +131,7 @@ static inline void hv_free(int* p) {
 }
 
 static int destroyed; /* values handed to hv_dtor */
-static void hv_dtor(uvchan_t* ch, void* value) {
+static inline void hv_dtor(uvchan_t* ch, void* value) {
   (void)ch;
   destroyed++;
   hv_free(*(int**)value);
@@ -143,14 +143,14 @@ typedef struct {
   int status;
 } endc_t;
 
-static void stage_end(uvchan_stage_t* st, int status) {
+static inline void stage_end(uvchan_stage_t* st, int status) {
   endc_t* e = st->data;
   e->calls++;
   e->status = status;
 }
 
 static int closes;
-static void stage_closed(uvchan_stage_t* st) {
+static inline void stage_closed(uvchan_stage_t* st) {
   (void)st;
   closes++;
 }
