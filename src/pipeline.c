@@ -63,6 +63,11 @@ static int uvchan__gone(int status) {
   return status == UV_EINVAL ? UV_ECANCELED : status;
 }
 
+/* A context new objects may join: live and not closing. */
+static int uvchan__ctx_open(const uvchan_ctx_t* ctx) {
+  return uvchan__ctx_ok(ctx) && !(ctx->flags_ & UVCHAN__CTX_CLOSING);
+}
+
 /* ==== the pipeline group ==== */
 
 static void uvchan__stage_abort(uvchan__node* node, int status);
@@ -179,10 +184,10 @@ static int uvchan__node_ok(const uvchan__node* node, unsigned kind) {
 
 static int uvchan__node_start(uvchan__node* node, void (*cb)(void)) {
   int err;
-  if (node->state != UVCHAN__N_INIT)
-    return UV_EINVAL;
   if ((err = UVCHAN__GATE(node->ctx, NULL)) != 0)
     return err;
+  if (node->state != UVCHAN__N_INIT)
+    return UV_EINVAL;
   node->end_cb = cb;
   node->state = UVCHAN__N_RUNNING;
   return 0;
@@ -258,10 +263,10 @@ static void uvchan__node_maybe_closed(uvchan__node* node) {
 
 static int uvchan__node_close(uvchan__node* node, void (*cb)(void)) {
   uvchan_ctx_t* ctx = node->ctx;
-  if (node->state >= UVCHAN__N_CLOSING)
-    return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
+  if (node->state >= UVCHAN__N_CLOSING)
+    return UV_EINVAL;
   if (node->state == UVCHAN__N_RUNNING) {
     uvchan__node_abort(node, UV_ECANCELED);
   } else if (node->state == UVCHAN__N_INIT && node->pipeline != NULL) {
@@ -781,7 +786,7 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
     memset(&o, 0, sizeof(o));
   if (o.parallel == 0)
     o.parallel = 1;
-  if (!uvchan__ctx_ok(ctx) || stage == NULL || fn == NULL || !uvchan__chan_ok(in) ||
+  if (!uvchan__ctx_open(ctx) || stage == NULL || fn == NULL || !uvchan__chan_ok(in) ||
       !uvchan__chan_ok(out) || in == out || in->ctx_ != ctx || out->ctx_ != ctx ||
       (o.flags & ~(unsigned)UVCHAN__STAGE_FLAGS) != 0 || o.parallel > UVCHAN__MAX_PARALLEL ||
       (in->elem_size_ != 0 && o.parallel > SIZE_MAX / in->elem_size_) ||
@@ -1041,7 +1046,7 @@ int uvchan_merge_init(uvchan_ctx_t* ctx, uvchan_merge_t* merge, uvchan_t* const*
   uvchan_pipeline_t* p = opts != NULL ? opts->pipeline : NULL;
   int err;
 
-  if (!uvchan__ctx_ok(ctx) || merge == NULL || ins == NULL || n == 0 || !uvchan__chan_ok(out) ||
+  if (!uvchan__ctx_open(ctx) || merge == NULL || ins == NULL || n == 0 || !uvchan__chan_ok(out) ||
       out->ctx_ != ctx || (flags & ~(unsigned)UVCHAN_LEAVE_OPEN) != 0 ||
       uvchan__node_check_pipe(ctx, p) != 0)
     return UV_EINVAL;
@@ -1292,7 +1297,7 @@ int uvchan_broadcast_init(uvchan_ctx_t* ctx, uvchan_broadcast_t* bc, uvchan_t* i
   uvchan_pipeline_t* p = opts != NULL ? opts->pipeline : NULL;
   size_t sz;
   int err;
-  if (!uvchan__ctx_ok(ctx) || bc == NULL || !uvchan__chan_ok(in) || in->ctx_ != ctx ||
+  if (!uvchan__ctx_open(ctx) || bc == NULL || !uvchan__chan_ok(in) || in->ctx_ != ctx ||
       uvchan__node_check_pipe(ctx, p) != 0)
     return UV_EINVAL;
   if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
@@ -1387,10 +1392,10 @@ int uvchan_broadcast_close(uvchan_broadcast_t* bc, uvchan_broadcast_close_cb cb)
   int err;
   if (bc == NULL || !uvchan__node_ok(&bc->node_, UVCHAN__BCAST))
     return UV_EINVAL;
-  if (bc->node_.state >= UVCHAN__N_CLOSING)
-    return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(bc->node_.ctx))
     return UV_EPERM;
+  if (bc->node_.state >= UVCHAN__N_CLOSING)
+    return UV_EINVAL;
   if (bc->node_.state == UVCHAN__N_RUNNING)
     uvchan__bcast_abort(&bc->node_, UV_ECANCELED);
   while (!uvchan__list_empty(&bc->subs_))
@@ -1422,7 +1427,7 @@ static void uvchan__node_shutdown(struct uvchan__res_s* res) {
 
 int uvchan_pipeline_init(uvchan_ctx_t* ctx, uvchan_pipeline_t* pipeline) {
   int err;
-  if (!uvchan__ctx_ok(ctx) || pipeline == NULL)
+  if (!uvchan__ctx_open(ctx) || pipeline == NULL)
     return UV_EINVAL;
   if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
@@ -1439,10 +1444,12 @@ int uvchan_pipeline_start(uvchan_pipeline_t* pipeline, uvchan_pipeline_cb cb) {
   struct uvchan__link_s* l;
   uvchan__node* m;
   int err;
-  if (!uvchan__pipe_ok(pipeline) || pipeline->state_ != 0)
+  if (!uvchan__pipe_ok(pipeline))
     return UV_EINVAL;
   if ((err = UVCHAN__GATE(pipeline->ctx_, NULL)) != 0)
     return err;
+  if (pipeline->state_ != 0)
+    return UV_EINVAL;
   pipeline->cb_ = cb;
   pipeline->state_ = UVCHAN__P_STARTED;
   for (l = pipeline->members_.next; l != &pipeline->members_; l = l->next) {
@@ -1468,10 +1475,12 @@ int uvchan_pipeline_start(uvchan_pipeline_t* pipeline, uvchan_pipeline_cb cb) {
 int uvchan_pipeline_close(uvchan_pipeline_t* pipeline, uvchan_pipeline_cb cb) {
   struct uvchan__link_s* l;
   uvchan__node* m;
-  if (!uvchan__pipe_ok(pipeline) || (pipeline->state_ & UVCHAN__P_CLOSING))
+  if (!uvchan__pipe_ok(pipeline))
     return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(pipeline->ctx_))
     return UV_EPERM;
+  if (pipeline->state_ & UVCHAN__P_CLOSING)
+    return UV_EINVAL;
   pipeline->state_ |= UVCHAN__P_CLOSING;
   pipeline->close_cb_ = cb;
   for (l = pipeline->members_.next; l != &pipeline->members_; l = l->next) {

@@ -209,12 +209,134 @@ static void test_pipeline_corners(void** state) {
   uvchan_destroy(&b);
 }
 
+/* Every pipeline call from another thread than the context's returns UV_EPERM and changes
+ * nothing. */
+typedef struct {
+  uvchan_ctx_t* ctx;
+  uvchan_t *a, *b, *c;
+  uvchan_stage_t* st;
+  uvchan_merge_t* m;
+  uvchan_broadcast_t* bc;
+  uvchan_sub_t* sub;
+  uvchan_pipeline_t* p;
+  uvchan_job_t* job;
+  int codes[32];
+  int n;
+} foreign_t;
+
+static uvchan_job_t* held;
+static int fn_hold(uvchan_job_t* job, void* value) {
+  (void)value;
+  held = job;
+  return 0;
+}
+
+static void foreign_calls(void* arg) {
+  foreign_t* x = arg;
+  uvchan_stage_t st2;
+  uvchan_merge_t m2;
+  uvchan_broadcast_t bc2;
+  uvchan_sub_t sub2;
+  uvchan_pipeline_t p2;
+  uvchan_t* ins[1] = {x->c};
+  int v = 1;
+  memset(&st2, 0, sizeof(st2));
+  memset(&m2, 0, sizeof(m2));
+  memset(&bc2, 0, sizeof(bc2));
+  memset(&sub2, 0, sizeof(sub2));
+  memset(&p2, 0, sizeof(p2));
+  x->n = 0;
+  x->codes[x->n++] = uvchan_stage_init(x->ctx, &st2, x->b, x->c, fn_inc, NULL);
+  x->codes[x->n++] = uvchan_stage_start(x->st, NULL);
+  x->codes[x->n++] = uvchan_stage_close(x->st, NULL);
+  x->codes[x->n++] = uvchan_job_emit(x->job, &v);
+  x->codes[x->n++] = uvchan_job_done(x->job, 0);
+  x->codes[x->n++] = uvchan_merge_init(x->ctx, &m2, ins, 1, x->b, NULL);
+  x->codes[x->n++] = uvchan_merge_start(x->m, NULL);
+  x->codes[x->n++] = uvchan_merge_close(x->m, NULL);
+  x->codes[x->n++] = uvchan_broadcast_init(x->ctx, &bc2, x->c, NULL);
+  x->codes[x->n++] = uvchan_subscribe(x->bc, &sub2, 1, UVCHAN_LAG_BLOCK);
+  x->codes[x->n++] = uvchan_unsubscribe(x->sub);
+  x->codes[x->n++] = uvchan_broadcast_start(x->bc, NULL);
+  x->codes[x->n++] = uvchan_broadcast_close(x->bc, NULL);
+  x->codes[x->n++] = uvchan_pipeline_init(x->ctx, &p2);
+  x->codes[x->n++] = uvchan_pipeline_start(x->p, NULL);
+  x->codes[x->n++] = uvchan_pipeline_close(x->p, NULL);
+}
+
+static void test_pipeline_wrong_thread(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t a, b, c, d;
+  uvchan_t* ins[1] = {&d};
+  uvchan_stage_t st;
+  uvchan_stage_opts_t so = {1, UVCHAN_STAGE_ASYNC, NULL, NULL};
+  uvchan_merge_t m;
+  uvchan_broadcast_t bc;
+  uvchan_sub_t sub;
+  uvchan_pipeline_t p;
+  uv_thread_t th;
+  foreign_t x;
+  int v = 5;
+
+  assert_int_equal(uvchan_init(&f->ctx, &a, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &b, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &c, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &d, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, fn_hold, &so), 0);
+  assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+  assert_int_equal(uvchan_try_send(&a, &v), 0);
+  RUN(f);
+  assert_non_null(held);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 1, &c, NULL), 0);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &c, NULL), 0);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 1, UVCHAN_LAG_BLOCK), 0);
+  assert_int_equal(uvchan_pipeline_init(&f->ctx, &p), 0);
+  memset(&x, 0, sizeof(x));
+  x.ctx = &f->ctx;
+  x.a = &a;
+  x.b = &b;
+  x.c = &c;
+  x.st = &st;
+  x.m = &m;
+  x.bc = &bc;
+  x.sub = &sub;
+  x.p = &p;
+  x.job = held;
+  assert_int_equal(uv_thread_create(&th, foreign_calls, &x), 0);
+  assert_int_equal(uv_thread_join(&th), 0);
+  assert_int_equal(x.n, 16);
+  for (int i = 0; i < x.n; i++)
+    if (x.codes[i] != UV_EPERM)
+      fail_msg("call %d from the wrong thread returned %d, not UV_EPERM", i, x.codes[i]);
+  /* untouched: the job still runs, nothing was started or closed */
+  v = 6;
+  assert_int_equal(uvchan_job_emit(held, &v), 0);
+  assert_int_equal(uvchan_job_done(held, 0), 0);
+  RUN(f);
+  assert_int_equal(uvchan_try_recv(&b, &v), 0);
+  assert_int_equal(v, 6);
+  assert_int_equal(uvchan_merge_start(&m, NULL), 0);
+  assert_int_equal(uvchan_broadcast_start(&bc, NULL), 0);
+  assert_int_equal(uvchan_unsubscribe(&sub), 0);
+  assert_int_equal(uvchan_pipeline_start(&p, NULL), 0);
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  assert_int_equal(uvchan_merge_close(&m, NULL), 0);
+  assert_int_equal(uvchan_broadcast_close(&bc, NULL), 0);
+  assert_int_equal(uvchan_pipeline_close(&p, NULL), 0);
+  RUN(f);
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+  uvchan_destroy(&c);
+  uvchan_destroy(&d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_pipeline_succeeds),
       TEST(test_pipeline_first_error_stops_all),
       TEST(test_pipeline_close_while_running),
       TEST(test_pipeline_corners),
+      TEST(test_pipeline_wrong_thread),
   };
   return cmocka_run_group_tests_name("pipeline-group", tests, NULL, NULL);
 }

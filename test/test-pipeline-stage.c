@@ -657,7 +657,7 @@ static void test_stage_ctx_shutdown(void** state) {
   uv_loop_t loop;
   uvchan_ctx_t ctx;
   uvchan_t in, out;
-  uvchan_stage_t st;
+  uvchan_stage_t st, idle;
   uvchan_stage_opts_t o = {2, UVCHAN_STAGE_ASYNC, NULL, NULL};
   endc_t e = {0, 1};
   int v = 1;
@@ -672,10 +672,19 @@ static void test_stage_ctx_shutdown(void** state) {
   assert_int_equal(uvchan_stage_init(&ctx, &st, &in, &out, fn_async_hold_or_drop, &o), 0);
   st.data = &e;
   assert_int_equal(uvchan_stage_start(&st, stage_end), 0);
+  assert_int_equal(uvchan_stage_init(&ctx, &idle, &out, &in, fn_double, NULL), 0);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(npending, 1);
   assert_int_equal(uvchan_ctx_close(&ctx, NULL), UV_EBUSY); /* the stage is open */
   assert_int_equal(uvchan_ctx_shutdown(&ctx, NULL), 0);
+  {
+    uvchan_stage_t st2;
+    uvchan_pipeline_t p;
+    memset(&st2, 0, sizeof(st2));
+    assert_int_equal(uvchan_stage_init(&ctx, &st2, &in, &out, fn_double, NULL), UV_ECANCELED);
+    assert_int_equal(uvchan_pipeline_init(&ctx, &p), UV_ECANCELED);
+    assert_int_equal(uvchan_stage_start(&idle, NULL), UV_ECANCELED); /* never started */
+  }
   (void)uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(e.status, UV_ECANCELED);
   assert_int_equal(uvchan_ctx_close(&ctx, NULL), UV_EINVAL); /* shutting down: waits for the job */
