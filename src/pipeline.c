@@ -57,6 +57,25 @@ static void uvchan__destroy_value(uvchan_t* ch, void* value) {
     ch->dtor_(ch, value);
 }
 
+/* The try-operations, as the objects here use them: from the loop's thread (every entry point
+ * checked it), on channels checked at init, so only the channel's liveness is checked again
+ * before the inline matching. */
+UVCHAN__INLINE int uvchan__try_send(uvchan_t* ch, const void* value) {
+  int r;
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return UV_EINVAL;
+  r = uvchan__send_now(ch, value, NULL);
+  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
+}
+
+UVCHAN__INLINE int uvchan__try_recv(uvchan_t* ch, void* value) {
+  int r;
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return UV_EINVAL;
+  r = uvchan__recv_now(ch, value, NULL);
+  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
+}
+
 /* A try-operation on a channel destroyed under the object answers UV_EINVAL (the channels were
  * checked at init); report it as a request waiting on it would have seen it. */
 static int uvchan__gone(int status) {
@@ -311,7 +330,8 @@ enum { UVCHAN__IN_IDLE = 0, UVCHAN__IN_RECV, UVCHAN__IN_RESERVE, UVCHAN__IN_EOF 
 static void uvchan__stage_pump(uvchan_stage_t* st, uvchan_job_t* job);
 
 static void* uvchan__job_input(uvchan_stage_t* st, uvchan_job_t* job) {
-  return st->inbuf_ + (size_t)(job - st->jobs_) * st->in_size_;
+  (void)st;
+  return job->in_;
 }
 
 static unsigned uvchan__job_state(const uvchan_job_t* job) {
@@ -402,12 +422,12 @@ static void uvchan__job_discard(uvchan_stage_t* st, uvchan_job_t* job) {
 }
 
 /* Sends `value`: into the job's reserved slot (never waits) or with a try-send. */
-static int uvchan__stage_put(uvchan_stage_t* st, uvchan_job_t* job, const void* value) {
+UVCHAN__INLINE int uvchan__stage_put(uvchan_stage_t* st, uvchan_job_t* job, const void* value) {
   if (job->state_ & UVCHAN__J_PERMIT) {
     job->state_ &= ~(unsigned)UVCHAN__J_PERMIT; /* spent either way */
     return uvchan_commit(&job->permit_, value);
   }
-  return uvchan_try_send(st->out_, value);
+  return uvchan__try_send(st->out_, value);
 }
 
 static void uvchan__stage_fail(uvchan_stage_t* st, int status) {
@@ -417,6 +437,20 @@ static void uvchan__stage_fail(uvchan_stage_t* st, int status) {
 static void uvchan__stage_on_sent(uvchan_send_t* req, int status);
 static void uvchan__stage_on_recv(uvchan_recv_t* req, int status);
 static void uvchan__stage_on_reserved(uvchan_reserve_t* req, int status);
+
+/* Parks a send of `value` (copied to sendbuf_: the job's ring may grow while it waits). */
+static void uvchan__stage_park_send(uvchan_stage_t* st, const void* value) {
+  int r;
+  memcpy(st->sendbuf_, value, st->out_size_);
+  r = uvchan_send(&st->send_, st->out_, st->sendbuf_, uvchan__stage_on_sent);
+  if (r != 0) {
+    uvchan__destroy_value(st->out_, st->sendbuf_);
+    uvchan__stage_fail(st, uvchan__gone(r));
+    return;
+  }
+  st->sending_ = 1;
+  st->node_.busy++;
+}
 
 /* Sends what the jobs at the head of the drain queue emitted, in order, until a send must wait;
  * frees the jobs that are done and drained. */
@@ -435,18 +469,8 @@ static void uvchan__stage_drain(uvchan_stage_t* st) {
         continue;
       }
       if (r == UV_EAGAIN) {
-        /* The value moves to sendbuf_, which stays put while the send waits (the job's ring may
-         * grow meanwhile). */
-        memcpy(st->sendbuf_, v, st->out_size_);
-        uvchan__job_pop(job);
-        r = uvchan_send(&st->send_, st->out_, st->sendbuf_, uvchan__stage_on_sent);
-        if (r != 0) {
-          uvchan__destroy_value(st->out_, st->sendbuf_);
-          uvchan__stage_fail(st, uvchan__gone(r));
-          return;
-        }
-        st->sending_ = 1;
-        st->node_.busy++;
+        uvchan__job_pop(job); /* the value moves to sendbuf_, which stays put while it waits */
+        uvchan__stage_park_send(st, v);
         return;
       }
       uvchan__stage_fail(st, uvchan__gone(r)); /* the value stays queued: the abort destroys it */
@@ -455,7 +479,7 @@ static void uvchan__stage_drain(uvchan_stage_t* st) {
     if (uvchan__job_state(job) == UVCHAN__J_DONE) {
       uvchan__drain_pop(st);
       uvchan__job_free(st, job);
-    } else if (st->flags_ & UVCHAN_STAGE_UNORDERED) {
+    } else if (!st->ordered_) {
       uvchan__drain_pop(st); /* it rejoins at the back when it emits or finishes */
     } else {
       return; /* input order: wait for this job */
@@ -496,7 +520,7 @@ static void uvchan__stage_run(uvchan_stage_t* st, uvchan_job_t* job, uvchan_stag
     job->state_ |= UVCHAN__J_PERMIT;
     st->held_ = 0;
   }
-  if (!(st->flags_ & UVCHAN_STAGE_UNORDERED))
+  if (st->ordered_)
     uvchan__drain_push(st, job);
   st->node_.busy++;
   st->infn_ = job;
@@ -518,7 +542,8 @@ static void uvchan__stage_run(uvchan_stage_t* st, uvchan_job_t* job, uvchan_stag
     uvchan__job_free(st, job);
   else
     uvchan__stage_job_finished(st, job, r);
-  uvchan__node_maybe_closed(&st->node_);
+  if (UVCHAN__UNLIKELY(st->node_.state == UVCHAN__N_CLOSING)) /* closed from the function */
+    uvchan__node_maybe_closed(&st->node_);
 }
 
 /* Parks the intake's request: a reservation first when the stage reserves and holds no slot,
@@ -586,7 +611,7 @@ static void uvchan__stage_intake(uvchan_stage_t* st, unsigned* budget) {
       st->held_ = 1;
     }
     job = st->free_;
-    r = uvchan_try_recv(st->in_, uvchan__job_input(st, job));
+    r = uvchan__try_recv(st->in_, uvchan__job_input(st, job));
     if (r == 0) {
       uvchan__job_take(st);
       uvchan__stage_run(st, job, st->fn_, uvchan__job_input(st, job));
@@ -804,6 +829,11 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
   stage->finish_ = o.finish;
   stage->flags_ = o.flags;
   stage->par_ = o.parallel;
+  /* Input order needs places held in the drain queue only when several functions can be under
+   * way at once: a synchronous function runs to its end before the next input is taken, so its
+   * emits come in input order already. */
+  stage->ordered_ = (o.flags & UVCHAN_STAGE_ASYNC) && o.parallel > 1 &&
+                    !(o.flags & UVCHAN_STAGE_UNORDERED);
   stage->in_size_ = in->elem_size_;
   stage->out_size_ = out->elem_size_;
   stage->jobs_ = calloc(o.parallel, sizeof(uvchan_job_t));
@@ -815,6 +845,7 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
   }
   for (i = o.parallel; i-- > 0;) { /* the free list hands out jobs_[0] first */
     stage->jobs_[i].stage = stage;
+    stage->jobs_[i].in_ = stage->inbuf_ + i * (in->elem_size_ != 0 ? in->elem_size_ : 1);
     stage->jobs_[i].magic_ = UVCHAN__JOB_MAGIC;
     uvchan__job_free(stage, &stage->jobs_[i]);
   }
@@ -854,20 +885,22 @@ int uvchan_job_emit(uvchan_job_t* job, const void* value) {
     return UV_ECANCELED;
   if (s != UVCHAN__J_RUN || (value == NULL && st->out_size_ != 0))
     return UV_EINVAL;
-  if (!(job->state_ & UVCHAN__J_QUEUED))
-    uvchan__drain_push(st, job); /* unordered: its values go out in the order jobs emit */
-  if (st->dhead_ == job && job->nout_ == 0 && !st->sending_) {
+  if (!(job->state_ & UVCHAN__J_QUEUED) && (st->dhead_ != NULL || st->sending_))
+    uvchan__drain_push(st, job); /* not ordered: values go out in the order jobs emit them */
+  if ((st->dhead_ == job || st->dhead_ == NULL) && job->nout_ == 0 && !st->sending_) {
     /* Next in line with nothing before it: straight to the output when it has room. */
     r = uvchan__stage_put(st, job, value);
     if (r == 0) {
       st->outputs++;
       return 0;
     }
-    if (r != UV_EAGAIN) {
-      r = uvchan__gone(r);
-      uvchan__stage_fail(st, r);
-      return r;
+    if (r == UV_EAGAIN) { /* the output is not ready: this value waits in the stage's send */
+      uvchan__stage_park_send(st, value);
+      return 0;
     }
+    r = uvchan__gone(r);
+    uvchan__stage_fail(st, r);
+    return r;
   }
   if ((r = uvchan__job_push(st, job, value)) != 0)
     return r;
@@ -916,7 +949,7 @@ static void uvchan__merge_fail(uvchan_merge_t* mg, int status) {
 
 /* Forwards the value in buf_; returns 1 if the send must wait (a request is parked). */
 static int uvchan__merge_forward(uvchan_merge_t* mg) {
-  int r = uvchan_try_send(mg->out_, mg->buf_);
+  int r = uvchan__try_send(mg->out_, mg->buf_);
   if (r == 0) {
     mg->outputs++;
     return 0;
@@ -1143,7 +1176,7 @@ static int uvchan__bcast_offer(uvchan_broadcast_t* bc) {
     } else {
       memcpy(bc->tmp_, bc->cur_, bc->size_);
     }
-    r = uvchan_try_send(&sub->chan, bc->tmp_);
+    r = uvchan__try_send(&sub->chan, bc->tmp_);
     if (r == 0) {
       bc->taken_++;
       continue;
@@ -1198,7 +1231,7 @@ static void uvchan__bcast_pump(uvchan_broadcast_t* bc) {
         break;
       continue;
     }
-    r = budget-- == 0 ? UV_EAGAIN : uvchan_try_recv(bc->in_, bc->cur_);
+    r = budget-- == 0 ? UV_EAGAIN : uvchan__try_recv(bc->in_, bc->cur_);
     if (r == 0) {
       bc->inputs++;
       bc->have_ = 1;

@@ -103,6 +103,7 @@ struct uvchan_job_s {
   uvchan_stage_t* stage; /**< read-only: the stage it belongs to */
   uint64_t seq;          /**< read-only: the input's index, from 0 (the finish job: the count) */
   /* private */
+  char* in_;   /* its input's buffer */
   char* outs_; /* values emitted and not yet sent, a ring of capout_ elements */
   size_t hout_;
   size_t nout_;
@@ -139,6 +140,7 @@ struct uvchan_stage_s {
   unsigned sending_;
   unsigned finished_;
   unsigned held_;       /* permit_ holds a slot */
+  unsigned ordered_;    /* jobs hold their place in the drain queue from their start */
   uvchan_job_t* infn_;  /* the job whose function is being called */
   uvchan_job_t* jobs_;
   uvchan_job_t* free_;
