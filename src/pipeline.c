@@ -895,6 +895,8 @@ int uvchan_job_emit(uvchan_job_t* job, const void* value) {
       return 0;
     }
     if (r == UV_EAGAIN) { /* the output is not ready: this value waits in the stage's send */
+      if (!(job->state_ & UVCHAN__J_QUEUED))
+        uvchan__drain_push(st, job); /* the job stays busy until its value is out */
       uvchan__stage_park_send(st, value);
       return 0;
     }

@@ -390,6 +390,9 @@ static void run_backpressure(fixture_t* f, unsigned flags, int* accepted) {
   RUN(f); /* everything stalls behind the paused sink: uv_run returns */
   assert_int_equal(k->n, 5);
   *accepted = src.accepted;
+  /* each stage holds exactly what it took and has not sent: at most its 3 jobs */
+  assert_true(sa.inputs - sa.outputs <= 3);
+  assert_true(sb.inputs - sb.outputs <= 3);
   assert_true(src.waiting);
   assert_int_equal(uvchan_len(&c), 2);
   /* Resume: everything arrives, in order. */
@@ -411,6 +414,38 @@ static void run_backpressure(fixture_t* f, unsigned flags, int* accepted) {
   uvchan_destroy(&b);
   uvchan_destroy(&c);
   free(k);
+}
+
+/* Nothing reads the output: a stage of N jobs takes exactly N inputs and stops, also when its
+ * first value went straight into a waiting send. */
+static void test_stage_holds_at_most_n(void** state) {
+  fixture_t* f = FX(state);
+  for (unsigned n = 1; n <= 3; n++) {
+    uvchan_t in, out;
+    uvchan_stage_t st;
+    uvchan_stage_opts_t o = {n, 0, NULL, NULL};
+    int v;
+    assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(int), 10), 0);
+    assert_int_equal(uvchan_init(&f->ctx, &out, sizeof(int), 0), 0);
+    for (v = 0; v < 10; v++)
+      assert_int_equal(uvchan_try_send(&in, &v), 0);
+    assert_int_equal(uvchan_stage_init(&f->ctx, &st, &in, &out, fn_double, &o), 0);
+    assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+    RUN(f);
+    assert_int_equal(st.inputs, n);
+    assert_int_equal(uvchan_len(&in), 10 - n);
+    assert_int_equal(uvchan_waiting_senders(&out), 1);
+    for (v = 0; v < 10; v++) { /* then everything, in order */
+      int got;
+      assert_int_equal(uvchan_try_recv(&out, &got), 0);
+      assert_int_equal(got, 2 * v);
+      RUN(f);
+    }
+    assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+    RUN(f);
+    uvchan_destroy(&in);
+    uvchan_destroy(&out);
+  }
 }
 
 static void test_stage_backpressure_bounded(void** state) {
@@ -703,6 +738,7 @@ int main(void) {
       TEST(test_stage_async_errors),
       TEST(test_stage_output_closed_under_it),
       TEST(test_stage_finish_emits_last),
+      TEST(test_stage_holds_at_most_n),
       TEST(test_stage_backpressure_bounded),
       TEST(test_stage_backpressure_reserve),
       TEST(test_stage_reserve_async),
