@@ -31,8 +31,15 @@
 #define UVCHAN__SUB_MAGIC 0x75737562u   /* "usub" */
 #define UVCHAN__PIPE_MAGIC 0x75706970u  /* "upip" */
 
+/* Object kinds, and object states (in this order: state comparisons rely on it). */
 enum { UVCHAN__STAGE = 1, UVCHAN__MERGE, UVCHAN__BCAST };
-enum { UVCHAN__N_INIT = 1, UVCHAN__N_RUNNING, UVCHAN__N_ENDED, UVCHAN__N_CLOSING, UVCHAN__N_CLOSED };
+enum {
+  UVCHAN__N_INIT = 1,
+  UVCHAN__N_RUNNING,
+  UVCHAN__N_ENDED,
+  UVCHAN__N_CLOSING,
+  UVCHAN__N_CLOSED
+};
 /* Pipeline state_ bits. */
 enum { UVCHAN__P_STARTED = 1u << 0, UVCHAN__P_CLOSING = 1u << 1, UVCHAN__P_ENDED = 1u << 2 };
 
@@ -329,11 +336,6 @@ enum { UVCHAN__IN_IDLE = 0, UVCHAN__IN_RECV, UVCHAN__IN_RESERVE, UVCHAN__IN_EOF 
 
 static void uvchan__stage_pump(uvchan_stage_t* st, uvchan_job_t* job);
 
-static void* uvchan__job_input(uvchan_stage_t* st, uvchan_job_t* job) {
-  (void)st;
-  return job->in_;
-}
-
 static unsigned uvchan__job_state(const uvchan_job_t* job) {
   return job->state_ & UVCHAN__J_MASK;
 }
@@ -495,7 +497,7 @@ static void uvchan__stage_job_finished(uvchan_stage_t* st, uvchan_job_t* job, in
     return;
   }
   uvchan__job_set(job, UVCHAN__J_DONE);
-  if (!(job->state_ & UVCHAN__J_QUEUED)) { /* unordered */
+  if (!(job->state_ & UVCHAN__J_QUEUED)) { /* not ordered_: freed at once when nothing waits */
     if (job->nout_ > 0)
       uvchan__drain_push(st, job);
     else
@@ -561,7 +563,7 @@ static void uvchan__stage_wait_input(uvchan_stage_t* st) {
   } else {
     job = uvchan__job_take(st);
     uvchan__job_set(job, UVCHAN__J_RECV);
-    r = uvchan_recv(&st->recv_, st->in_, uvchan__job_input(st, job), uvchan__stage_on_recv);
+    r = uvchan_recv(&st->recv_, st->in_, job->in_, uvchan__stage_on_recv);
     if (r != 0) {
       uvchan__job_free(st, job);
       uvchan__stage_fail(st, uvchan__gone(r));
@@ -611,10 +613,10 @@ static void uvchan__stage_intake(uvchan_stage_t* st, unsigned* budget) {
       st->held_ = 1;
     }
     job = st->free_;
-    r = uvchan__try_recv(st->in_, uvchan__job_input(st, job));
+    r = uvchan__try_recv(st->in_, job->in_);
     if (r == 0) {
       uvchan__job_take(st);
-      uvchan__stage_run(st, job, st->fn_, uvchan__job_input(st, job));
+      uvchan__stage_run(st, job, st->fn_, job->in_);
     } else if (r == UV_EAGAIN) {
       uvchan__stage_wait_input(st);
       return;
@@ -654,7 +656,7 @@ static void uvchan__stage_pump(uvchan_stage_t* st, uvchan_job_t* job) {
   }
   st->pumping_ = 1;
   if (job != NULL)
-    uvchan__stage_run(st, job, st->fn_, uvchan__job_input(st, job));
+    uvchan__stage_run(st, job, st->fn_, job->in_);
   do {
     st->again_ = 0;
     if (st->node_.state != UVCHAN__N_RUNNING)
@@ -745,7 +747,7 @@ static void uvchan__stage_abort(uvchan__node* node, int status) {
   if (st->intake_ == UVCHAN__IN_RECV) {
     r = uvchan_cancel((uvchan_req_t*)&st->recv_);
     if (r == UV_EBUSY && st->recv_.status == 0) /* received, never given to the function */
-      uvchan__destroy_value(st->in_, uvchan__job_input(st, st->rjob_));
+      uvchan__destroy_value(st->in_, st->rjob_->in_);
     uvchan__job_free(st, st->rjob_);
     st->rjob_ = NULL;
   } else if (st->intake_ == UVCHAN__IN_RESERVE) {

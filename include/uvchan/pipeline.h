@@ -232,7 +232,6 @@ struct uvchan_merge_s {
   unsigned nopen_;
   unsigned flags_;
   unsigned waiting_; /* 1: select waits; 2: send waits */
-  unsigned pumping_;
   char* buf_;
   uvchan_select_t sel_;
   uvchan_send_t send_;
