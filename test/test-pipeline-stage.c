@@ -728,6 +728,138 @@ static void test_stage_ctx_shutdown(void** state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- randomized: every combination of options under a random schedule ---- */
+
+static uint64_t rng;
+static unsigned rnd(unsigned n) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+/* Input v (heap) becomes v % 3 values v*10+i (heap): filters and several values per input. */
+static int emit_for(uvchan_job_t* job, int v) {
+  int* q;
+  int r;
+  for (int i = 0; i < v % 3; i++) {
+    q = hv_new(v * 10 + i);
+    if ((r = uvchan_job_emit(job, &q)) != 0) {
+      hv_free(q); /* not taken: still ours */
+      return r;
+    }
+  }
+  return 0;
+}
+
+static int fn_rand_sync(uvchan_job_t* job, void* value) {
+  int* p = *(int**)value;
+  int v = *p;
+  hv_free(p);
+  return emit_for(job, v);
+}
+
+static int fn_rand_async(uvchan_job_t* job, void* value) {
+  int* p = *(int**)value;
+  job->data = (void*)(intptr_t)*p;
+  hv_free(p);
+  assert_true(npending < MAXJOBS);
+  pending[npending++] = job;
+  return 0;
+}
+
+static void test_stage_random_schedules(void** state) {
+  fixture_t* f = FX(state);
+  for (uint64_t seed = 1; seed <= 300; seed++) {
+    uvchan_t in, out;
+    uvchan_stage_t st;
+    uvchan_stage_opts_t o;
+    endc_t e = {0, 1};
+    int next = 0, nin = 1 + (int)(seed % 60), got[400], ngot = 0, eof = 0, closed = 0, steps;
+    int close_at;
+    int* p;
+
+    rng = seed * 0x9e3779b97f4a7c15ull;
+    live = destroyed = npending = 0;
+    memset(&o, 0, sizeof(o));
+    o.parallel = 1 + rnd(4);
+    o.flags = (rnd(2) ? UVCHAN_STAGE_ASYNC : 0) | (rnd(2) ? UVCHAN_STAGE_UNORDERED : 0);
+    assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(int*), rnd(4)), 0);
+    assert_int_equal(uvchan_init(&f->ctx, &out, sizeof(int*), rnd(4)), 0);
+    if (uvchan_cap(&out) > 0 && rnd(2))
+      o.flags |= UVCHAN_STAGE_RESERVE;
+    uvchan_set_destructor(&in, hv_dtor);
+    uvchan_set_destructor(&out, hv_dtor);
+    assert_int_equal(uvchan_stage_init(&f->ctx, &st, &in, &out,
+                                       (o.flags & UVCHAN_STAGE_ASYNC) ? fn_rand_async
+                                                                      : fn_rand_sync,
+                                       &o),
+                     0);
+    st.data = &e;
+    assert_int_equal(uvchan_stage_start(&st, stage_end), 0);
+    close_at = rnd(3) == 0 ? (int)rnd(200) : -1;
+    for (steps = 0; steps < 2000 && !eof; steps++) {
+      if (steps == close_at) {
+        assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+        closed = 1;
+      }
+      for (unsigned k = rnd(3); k > 0 && next < nin; k--) { /* a bursty producer */
+        p = hv_new(next);
+        if (uvchan_try_send(&in, &p) != 0) {
+          hv_free(p);
+          break;
+        }
+        next++;
+      }
+      if (next == nin && !uvchan_is_closed(&in))
+        assert_int_equal(uvchan_close(&in), 0);
+      while (npending > 0 && rnd(2)) { /* async jobs end in a random order */
+        int i = (int)rnd((unsigned)npending);
+        uvchan_job_t* job = pending[i];
+        pending[i] = pending[--npending];
+        (void)emit_for(job, (int)(intptr_t)job->data); /* UV_ECANCELED once closed */
+        assert_int_equal(uvchan_job_done(job, 0), 0);
+      }
+      for (unsigned k = rnd(3); k > 0; k--) { /* a slow, irregular consumer */
+        int r = uvchan_try_recv(&out, &p);
+        if (r == UV_EOF) {
+          eof = 1;
+          break;
+        }
+        if (r != 0)
+          break;
+        assert_true(ngot < 400);
+        got[ngot++] = *p;
+        hv_free(p);
+      }
+      uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    if (!closed) {
+      int expect = 0;
+      assert_true(eof);
+      assert_int_equal(e.status, 0);
+      for (int v = 0; v < nin; v++)
+        expect += v % 3;
+      assert_int_equal(ngot, expect);
+      if (!(o.flags & UVCHAN_STAGE_UNORDERED) || !(o.flags & UVCHAN_STAGE_ASYNC) ||
+          o.parallel == 1)
+        for (int i = 1; i < ngot; i++)
+          assert_true(got[i] > got[i - 1]); /* input order, each job's values in emit order */
+      assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+    }
+    while (npending > 0) /* orphans: the close waits for them */
+      assert_int_equal(uvchan_job_done(pending[--npending], 0), 0);
+    RUN(f);
+    if (closed || e.calls > 0)
+      assert_int_equal(e.calls, 1);
+    uvchan_destroy(&in);
+    uvchan_destroy(&out);
+    RUN(f);
+    if (live != 0)
+      fail_msg("seed %llu: %d values lost or leaked", (unsigned long long)seed, live);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_stage_map_closes_output),
@@ -746,6 +878,7 @@ int main(void) {
       TEST(test_stage_close_with_receive_matched),
       TEST(test_stage_calls_from_inside),
       cmocka_unit_test(test_stage_ctx_shutdown),
+      TEST(test_stage_random_schedules),
   };
   return cmocka_run_group_tests_name("pipeline-stage", tests, NULL, NULL);
 }
