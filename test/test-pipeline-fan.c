@@ -508,6 +508,112 @@ static void test_broadcast_without_subscribers(void** state) {
   uvchan_destroy(&in);
 }
 
+/* ---- randomized broadcast: random policies, capacities, consumers, unsubscribes, closes ---- */
+
+static uint64_t rng;
+static unsigned rnd(unsigned n) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+static void test_broadcast_random_schedules(void** state) {
+  fixture_t* f = FX(state);
+  enum { NSUB = 4 };
+  for (uint64_t seed = 1; seed <= 200; seed++) {
+    uvchan_t in;
+    uvchan_broadcast_t bc;
+    uvchan_broadcast_opts_t bo = {rc_copy, rc_dtor, NULL};
+    uvchan_sub_t subs[NSUB];
+    uvchan_lag pol[NSUB];
+    int last[NSUB], ngot[NSUB], subbed[NSUB], next = 0, nin = 1 + (int)(seed % 50), closed = 0;
+    int close_at;
+    rc_t* r;
+
+    rng = seed * 0x9e3779b97f4a7c15ull;
+    rc_live = 0;
+    assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(rc_t*), rnd(3)), 0);
+    uvchan_set_destructor(&in, rc_dtor);
+    assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &in, &bo), 0);
+    for (int i = 0; i < NSUB; i++) {
+      pol[i] = (uvchan_lag)rnd(4);
+      assert_int_equal(uvchan_subscribe(&bc, &subs[i], 1 + rnd(3), pol[i]), 0);
+      last[i] = -1;
+      ngot[i] = 0;
+      subbed[i] = 1;
+    }
+    assert_int_equal(uvchan_broadcast_start(&bc, NULL), 0);
+    close_at = rnd(3) == 0 ? (int)rnd(150) : -1;
+    for (int step = 0; step < 3000; step++) {
+      int all_done = 1;
+      if (step == close_at) {
+        assert_int_equal(uvchan_broadcast_close(&bc, NULL), 0);
+        closed = 1;
+        for (int i = 0; i < NSUB; i++)
+          subbed[i] = 0;
+      }
+      for (unsigned k = rnd(3); k > 0 && next < nin; k--) {
+        r = rc_new(next);
+        if (uvchan_try_send(&in, &r) != 0) {
+          rc_put(r);
+          break;
+        }
+        next++;
+      }
+      if (next == nin && !uvchan_is_closed(&in))
+        assert_int_equal(uvchan_close(&in), 0);
+      for (int i = 0; i < NSUB; i++) {
+        if (!subbed[i])
+          continue;
+        if (rnd(100) == 0 && !closed) { /* gone for good */
+          assert_int_equal(uvchan_unsubscribe(&subs[i]), 0);
+          subbed[i] = 0;
+          continue;
+        }
+        for (unsigned k = rnd(i == 0 ? 2 : 4); k > 0; k--) { /* subscriber 0 is the slowest */
+          int st = uvchan_try_recv(&subs[i].chan, &r);
+          if (st == UV_EOF) {
+            subbed[i] = -1; /* ended */
+            break;
+          }
+          if (st != 0)
+            break;
+          assert_true(r->v > last[i]); /* each subscriber sees values in order */
+          if (pol[i] == UVCHAN_LAG_BLOCK)
+            assert_int_equal(r->v, last[i] + 1); /* and a blocking one sees all of them */
+          last[i] = r->v;
+          ngot[i]++;
+          rc_put(r);
+        }
+        if (subbed[i] == 1)
+          all_done = 0;
+      }
+      uv_run(&f->loop, UV_RUN_NOWAIT);
+      if (all_done && next == nin)
+        break;
+    }
+    if (!closed) {
+      assert_int_equal(bc.status, 0);
+      for (int i = 0; i < NSUB; i++) {
+        if (subbed[i] != -1)
+          continue; /* unsubscribed midway */
+        if (pol[i] == UVCHAN_LAG_BLOCK)
+          assert_int_equal(ngot[i], nin);
+        if (pol[i] == UVCHAN_LAG_DISCONNECT && ngot[i] < nin)
+          assert_int_equal(subs[i].status, UV_ENOBUFS);
+        if (pol[i] == UVCHAN_LAG_DROP_OLDEST || pol[i] == UVCHAN_LAG_DROP_NEWEST)
+          assert_int_equal((uint64_t)ngot[i] + uvchan_dropped(&subs[i].chan), (uint64_t)nin);
+      }
+      assert_int_equal(uvchan_broadcast_close(&bc, NULL), 0);
+    }
+    RUN(f);
+    uvchan_destroy(&in);
+    if (rc_live != 0)
+      fail_msg("seed %llu: %d values lost or leaked", (unsigned long long)seed, rc_live);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_fan_out_and_in),
@@ -521,6 +627,7 @@ int main(void) {
       TEST(test_broadcast_slow_subscriber_blocks),
       TEST(test_broadcast_copies_and_teardown),
       TEST(test_broadcast_without_subscribers),
+      TEST(test_broadcast_random_schedules),
   };
   return cmocka_run_group_tests_name("pipeline-fan", tests, NULL, NULL);
 }
