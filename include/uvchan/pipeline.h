@@ -159,10 +159,11 @@ struct uvchan_stage_s {
 
 /** Initialises `stage` between channels `in` and `out` (they may differ in element size) with
  * function `fn`; nothing runs until uvchan_stage_start(). Allocates the job table here, once.
- * Returns 0; UV_EINVAL (a bad context, stage, channel or function; `in` == `out`; channels of
- * another context; UVCHAN_STAGE_RESERVE with an unbuffered output; unknown flags; a pipeline not
- * initialised or already started); UV_EBUSY (`stage` is live: close it first); UV_ECANCELED (the
- * context is shutting down); UV_EPERM (wrong thread); UV_ENOMEM. */
+ * Returns 0; UV_EINVAL (a bad or closing context; a bad stage, channel or function; `in` ==
+ * `out`; channels of another context; UVCHAN_STAGE_RESERVE with an unbuffered output; unknown
+ * flags; parallelism above 65536 or overflowing the input buffers; a pipeline not initialised, of
+ * another context, started or closing); UV_EBUSY (`stage` is live, or its close is under way);
+ * UV_ECANCELED (the context is shutting down); UV_EPERM (wrong thread); UV_ENOMEM. */
 UVCHAN_EXTERN int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in,
                                     uvchan_t* out, uvchan_stage_fn fn,
                                     const uvchan_stage_opts_t* opts);
@@ -179,7 +180,8 @@ UVCHAN_EXTERN int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uv
  *     output (unless UVCHAN_LEAVE_OPEN) so that downstream ends too, and records the code in
  *     stage->status. Async jobs still running finish in the background: their emits return
  *     UV_ECANCELED, and uvchan_stage_close() waits for their uvchan_job_done().
- * Returns 0; UV_EINVAL (bad stage, or started already); UV_ECANCELED (shutdown); UV_EPERM. */
+ * Returns 0; UV_EINVAL (bad stage; started already, or closing); UV_ECANCELED (shutdown);
+ * UV_EPERM. */
 UVCHAN_EXTERN int uvchan_stage_start(uvchan_stage_t* stage, uvchan_stage_cb cb);
 
 /** Closes the stage: if it runs, it ends now with UV_ECANCELED (see uvchan_stage_start()); once
@@ -203,8 +205,9 @@ UVCHAN_EXTERN int uvchan_job_emit(uvchan_job_t* job, const void* value);
  * Call it exactly once per job whose function returned 0, from the loop's thread (a
  * uv_queue_work() job calls it from its after-work callback); it may be called from inside the
  * function itself. The job's results go out as described at uvchan_job_emit(); a free job lets
- * the stage take its next input. Returns 0; UV_EINVAL (not a running async job: a synchronous
- * stage's, or done already); UV_EPERM (wrong thread). */
+ * the stage take its next input, so the job struct may serve a later input at once: do not touch
+ * it after this call. Returns 0; UV_EINVAL (not a running async job: a synchronous stage's, or
+ * one done and not reused yet); UV_EPERM (wrong thread). */
 UVCHAN_EXTERN int uvchan_job_done(uvchan_job_t* job, int status);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -237,11 +240,11 @@ struct uvchan_merge_s {
   uvchan_send_t send_;
 };
 
-/** Initialises `merge` from the `n` channels in `ins` (copied; n >= 1, all distinct, of the
- * output's element size and context) into `out`. Returns 0; UV_EINVAL (a bad or NULL argument,
- * n == 0, a size or context mismatch, `out` among the inputs, unknown flags, a pipeline not
- * initialised or already started); UV_EBUSY (`merge` is live); UV_ECANCELED (shutdown);
- * UV_EPERM; UV_ENOMEM. */
+/** Initialises `merge` from the `n` channels in `ins` (the array is copied; n >= 1, all
+ * distinct, of the output's element size and context) into `out`. Returns 0; UV_EINVAL (a bad or
+ * closing context, a bad or NULL argument, n == 0, a size or context mismatch, `out` among the
+ * inputs, unknown flags, a bad pipeline as for stages); UV_EBUSY (`merge` is live);
+ * UV_ECANCELED (shutdown); UV_EPERM; UV_ENOMEM. */
 UVCHAN_EXTERN int uvchan_merge_init(uvchan_ctx_t* ctx, uvchan_merge_t* merge, uvchan_t* const* ins,
                                     unsigned n, uvchan_t* out, const uvchan_merge_opts_t* opts);
 
@@ -325,9 +328,11 @@ struct uvchan_broadcast_s {
   uvchan_send_t send_;
 };
 
-/** Initialises `bc` to broadcast the values of `in`. Returns 0; UV_EINVAL (bad or NULL
- * argument, a pipeline not initialised or already started); UV_EBUSY (`bc` is live);
- * UV_ECANCELED (shutdown); UV_EPERM; UV_ENOMEM. */
+/** Initialises `bc` to broadcast the values of `in`. `dtor` is called as dtor(channel, value):
+ * a subscriber's channel for its copies, `in` for the broadcast's own values. Returns 0;
+ * UV_EINVAL (a bad or closing context, a bad or NULL argument, `in` of another context, a bad
+ * pipeline as for stages); UV_EBUSY (`bc` is live); UV_ECANCELED (shutdown); UV_EPERM;
+ * UV_ENOMEM. */
 UVCHAN_EXTERN int uvchan_broadcast_init(uvchan_ctx_t* ctx, uvchan_broadcast_t* bc, uvchan_t* in,
                                         const uvchan_broadcast_opts_t* opts);
 
