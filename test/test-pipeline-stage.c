@@ -860,6 +860,54 @@ static void test_stage_random_schedules(void** state) {
   }
 }
 
+/* Tasks use the same channels: a task produces, a stage transforms, a task consumes. */
+typedef struct {
+  uvchan_t* ch;
+  int sum, n;
+} task_io_t;
+
+static void producer_task(void* arg) {
+  task_io_t* t = arg;
+  for (int v = 0; v < 500; v++)
+    assert_int_equal(uvchan_task_send(t->ch, &v), 0);
+  assert_int_equal(uvchan_close(t->ch), 0);
+}
+
+static void consumer_task(void* arg) {
+  task_io_t* t = arg;
+  int v;
+  while (uvchan_task_recv(t->ch, &v) == 0) {
+    assert_int_equal(v, 2 * t->n);
+    t->sum += v;
+    t->n++;
+  }
+}
+
+static void test_stage_with_tasks(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t in, out;
+  uvchan_stage_t st;
+  uvchan_stage_opts_t o = {3, 0, NULL, NULL};
+  task_io_t p, c;
+
+  assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &out, sizeof(int), 8), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &in, &out, fn_double, &o), 0);
+  assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+  p.ch = &in;
+  c.ch = &out;
+  c.sum = c.n = 0;
+  assert_int_equal(uvchan_task_spawn(&f->ctx, producer_task, &p, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, consumer_task, &c, NULL), 0);
+  RUN(f);
+  assert_int_equal(c.n, 500);
+  assert_int_equal(c.sum, 499 * 500);
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  RUN(f);
+  uvchan_destroy(&in);
+  uvchan_destroy(&out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_stage_map_closes_output),
@@ -879,6 +927,7 @@ int main(void) {
       TEST(test_stage_calls_from_inside),
       cmocka_unit_test(test_stage_ctx_shutdown),
       TEST(test_stage_random_schedules),
+      TEST(test_stage_with_tasks),
   };
   return cmocka_run_group_tests_name("pipeline-stage", tests, NULL, NULL);
 }
