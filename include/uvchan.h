@@ -25,5 +25,6 @@
 #include "uvchan/chan.h"
 #include "uvchan/task.h"
 #include "uvchan/thread.h"
+#include "uvchan/pipeline.h"
 
 #endif /* UVCHAN_H */

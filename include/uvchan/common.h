@@ -71,7 +71,8 @@ typedef enum {
   UVCHAN_REQ_SLEEP,
   UVCHAN_REQ_TASK, /**< a task's start or yield */
   UVCHAN_REQ_AWAIT, /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
-  UVCHAN_REQ_RESERVE /**< a reservation of a buffer slot (two-phase send) */
+  UVCHAN_REQ_RESERVE, /**< a reservation of a buffer slot (two-phase send) */
+  UVCHAN_REQ_NOTIFY   /**< a pipeline object's own end or close notice: never waits */
 } uvchan_req_type;
 
 /** The direction of a select case. */
