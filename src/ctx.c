@@ -149,7 +149,12 @@ int uvchan__ctx_alive(uint32_t slot, uint64_t gen) {
 }
 
 int uvchan_handle_owned(const uv_handle_t* handle) {
-  return handle != NULL && handle->data == (void*)&uvchan__handle_tag;
+  if (handle == NULL)
+    return 0;
+  /* libuv never initialises `data`: a handle whose owner did not set it holds garbage, which is
+   * fine to compare, and memcheck is told so. */
+  UVCHAN__VG_DEFINED(&handle->data, sizeof(handle->data));
+  return handle->data == (void*)&uvchan__handle_tag;
 }
 
 /* ---- completion delivery ---- */
