@@ -76,7 +76,7 @@ enum {
   MAXESIZE = 24,
   MAXVAL = 1 << 17,
   MAXOPS = 400,       /* top-level operations */
-  OPS_BUDGET = 6000,  /* operations in all (tasks, callbacks, repeats): keeps values below MAXVAL */
+  OPS_BUDGET = 3000,  /* operations in all (tasks, callbacks, repeats): keeps values below MAXVAL */
   MAXSCRIPT = 24,
   MAXREPEAT = 160     /* a task repeats an operation up to this often: past the coop budget */
 };
@@ -185,7 +185,7 @@ typedef struct {
   uint32_t v;
 } dtor_ent_t;
 
-static struct {
+typedef struct {
   uv_loop_t loop;
   uvchan_ctx_t ctx;
   mchan_t ch[NCH];
@@ -220,7 +220,9 @@ static struct {
   /* shutdown: begun, and its final step (channels destroyed, context closing) done */
   int shutdown, stepped, closed, close_cbs;
   long nambig; /* matches that took one of several cases of a select in one queue */
-} M;
+} model_t;
+
+static model_t M;
 
 /* Where the library keeps a task's own request (the one the deadlock report names), relative to
  * the task: learnt once per process from the report (probe_task_req()). It lets the model read
@@ -1823,7 +1825,12 @@ static void probe_task_req(void) {
 static int setup(reader_t* r) {
   int b0 = rd(r);
   static const int esizes[5] = {4, 8, 16, 24, 0};
-  memset(&M, 0, sizeof(M));
+  size_t used = (size_t)M.next_val + 1; /* the value ledgers are large: clear what was used */
+  memset(M.accepted, 0, used);
+  memset(M.received, 0, used);
+  memset(M.destroyed, 0, used);
+  memset(&M, 0, offsetof(model_t, accepted));
+  memset(&M.dtor_mode, 0, sizeof(M) - offsetof(model_t, dtor_mode));
   CHECK_EQ("loop init", uv_loop_init(&M.loop), 0);
   CHECK_EQ("ctx init", uvchan_ctx_init(&M.loop, &M.ctx), 0);
   uvchan_ctx_seed(&M.ctx, (uint64_t)b0 * 0x9e3779b97f4a7c15ull);
