@@ -1333,8 +1333,8 @@ static void top_run(void) {
   M.stopped = 0;
   M.in_run = 1;
   uv_run(&M.loop, UV_RUN_NOWAIT);
+  sync_tasks(-1, 1, 0); /* what that run did and no delivery showed */
   M.in_run = 0;
-  sync_tasks(-1, 1, 0);
   if ((unsigned)M.delivered < M.batch && !M.stopped)
     CHECK_EQ("completions left behind in an iteration with budget", M.nq, 0);
   M.stopped = 0;
