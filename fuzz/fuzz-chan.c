@@ -219,10 +219,38 @@ typedef struct {
   int nwgq;
   /* shutdown: begun, and its final step (channels destroyed, context closing) done */
   int shutdown, stepped, closed, close_cbs;
-  long nambig; /* matches that took one of several cases of a select in one queue */
 } model_t;
 
 static model_t M;
+
+/* What the inputs exercised, over the whole process: FUZZ_CHAN_STATS=1 makes fuzz-replay print
+ * it after a run (docs/reliability.md quotes it for the committed corpus). */
+static struct {
+  long programs, shutdown_ends, step_values, deliveries, ambiguous, budget_yields;
+  long cancel_waiting, cancel_queued, cancel_unstarted, cancel_self, cancel_ended;
+  long eof_zero, nil_waits, empty_selects, stops, wg_destroys, wg_reinits, wg_busy, init_busy;
+} stats;
+
+void fuzz_chan_print_stats(FILE* out);
+
+void fuzz_chan_print_stats(FILE* out) {
+  fprintf(out,
+          "fuzz-chan: %ld programs (%ld ended by a shutdown, whose last step destroyed %ld "
+          "buffered values), %ld deliveries\n"
+          "fuzz-chan: %ld matches took one of several cases of a select in one queue; %ld budget "
+          "yields\n"
+          "fuzz-chan: task cancels: %ld while waiting, %ld with the wait matched or a yield "
+          "queued, %ld before the task ran, %ld by the task itself, %ld of ended tasks "
+          "(UV_ESRCH)\n"
+          "fuzz-chan: %ld zero values checked after UV_EOF; %ld waits on nil channels, %ld "
+          "selects with no usable case; %ld uv_stop()s\n"
+          "fuzz-chan: wait group: %ld destroys, %ld re-inits, %ld UV_EBUSY; %ld inits of a live "
+          "channel\n",
+          stats.programs, stats.shutdown_ends, stats.step_values, stats.deliveries, stats.ambiguous,
+          stats.budget_yields, stats.cancel_waiting, stats.cancel_queued, stats.cancel_unstarted,
+          stats.cancel_self, stats.cancel_ended, stats.eof_zero, stats.nil_waits, stats.empty_selects, stats.stops,
+          stats.wg_destroys, stats.wg_reinits, stats.wg_busy, stats.init_busy);
+}
 
 /* Where the library keeps a task's own request (the one the deadlock report names), relative to
  * the task: learnt once per process from the report (probe_task_req()). It lets the model read
@@ -319,7 +347,7 @@ static int m_pick(const mwaiter_t* q, int n) {
   idx = lib_index(pi);
   for (int i = 0; i < k; i++)
     if (q[i].cas == idx) {
-      M.nambig++;
+      stats.ambiguous++;
       return idx;
     }
   fail("the match took a case of the select's block at the head of the queue", idx, q[0].cas);
@@ -599,6 +627,7 @@ static void check_bufs(party_t* p, int idx, int status, uint32_t want) {
     if (i == idx && status == 0) {
       got_value(b, k->ch, want);
     } else if (i == idx && status == UV_EOF) {
+      stats.eof_zero++; /* with an element to check (the branches above took the others) */
       for (int j = 0; j < esize; j++)
         CHECK_EQ("UV_EOF leaves the zero value", b[j], 0);
     } else {
@@ -638,6 +667,7 @@ static void deliver_raw(int pi) {
   M.nq--;
   M.p[pi].state = S_IDLE;
   M.delivered++;
+  stats.deliveries++;
   CHECK("at most batch deliveries per iteration", (unsigned)M.delivered <= M.batch);
 }
 
@@ -898,6 +928,7 @@ static void op_try_recv(reader_t* r) {
     got_value(esize != 0 ? b : NULL, c, want_v);
     check_poison(b, esize, "try_recv writes only the element");
   } else if (got == UV_EOF) {
+    stats.eof_zero += esize != 0;
     for (int j = 0; j < esize; j++)
       CHECK_EQ("try_recv UV_EOF leaves the zero value", b[j], 0);
     check_poison(b, esize, "try_recv writes only the element");
@@ -1023,8 +1054,10 @@ static int m_task_apply(int pi, int got) {
   switch (p->tc) {
     case TC_OP:
       p->wtype = p->cases[0].op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
-      if (p->cases[0].ch < 0)
+      if (p->cases[0].ch < 0) {
+        stats.nil_waits++;
         break; /* a nil channel: blocks forever */
+      }
       st = p->cases[0].op == UVCHAN_OP_SEND ? m_send_now(p->cases[0].ch, p->cases[0].sval)
                                             : m_recv_now(p->cases[0].ch, &v);
       if (st == MUST_WAIT)
@@ -1035,6 +1068,7 @@ static int m_task_apply(int pi, int got) {
       return 1;
     case TC_SELECT:
       p->wtype = UVCHAN_REQ_SELECT;
+      stats.empty_selects += all_nil(p);
       if (!any_ready(p))
         break;
       if (got < 0)
@@ -1070,6 +1104,7 @@ static void task_call(int pi, int tc, int dl) {
   p->tdl = dl;
   if (!p->cancelled && --p->coop == 0) {
     LOG("task %d yields for its budget\n", pi);
+    stats.budget_yields++;
     p->phase = PH_YIELD;
     p->state = S_QUEUED;
     q_push(pi, 0);
@@ -1133,8 +1168,19 @@ static void tcancel(int slot, int use_old) {
     return; /* references are valid until the context closes */
   want = ref->task == NULL ? UV_EINVAL : alive ? 0 : UV_ESRCH;
   CHECK_EQ("task alive", uvchan_task_alive(ref), alive);
-  if (want == 0)
+  if (want == UV_ESRCH)
+    stats.cancel_ended++;
+  if (want == 0) {
+    if (q->state == S_WAITING)
+      stats.cancel_waiting++;
+    else if (q->phase == PH_START)
+      stats.cancel_unstarted++;
+    else if (q->state == S_QUEUED)
+      stats.cancel_queued++;
+    else
+      stats.cancel_self++;
     m_task_cancel(NCB + slot);
+  }
   M.in_call = 1;
   got = uvchan_task_cancel(ref);
   M.in_call = 0;
@@ -1169,6 +1215,7 @@ static void wg_destroy(void) {
     while (M.nwgq > 0)
       m_complete(M.wgq[0].party, UV_ECANCELED, -1, 0, 0);
     M.wg_live = 0;
+    stats.wg_destroys++;
   }
 }
 
@@ -1186,6 +1233,8 @@ static void wg_init(void) {
   got = uvchan_wg_init(&M.ctx, &M.wg);
   M.in_call = 0;
   CHECK_EQ("wait group init", got, want);
+  stats.wg_busy += want == UV_EBUSY;
+  stats.wg_reinits += want == 0 && M.wg_live;
   if (want == 0) {
     M.wg_live = 1;
     M.wg_count = 0;
@@ -1439,6 +1488,7 @@ static void init_live_chan(int c) {
   got = uvchan_init(&M.ctx, &ch->real, (size_t)ch->esize, (size_t)ch->cap);
   M.in_call = 0;
   CHECK_EQ("init a live channel", got, M.shutdown ? UV_ECANCELED : UV_EBUSY);
+  stats.init_busy++;
 }
 
 static void check_report(void) {
@@ -1452,6 +1502,46 @@ static void check_report(void) {
 }
 
 /* ---- the shutdown ---- */
+
+static void never_runs(void* arg) {
+  (void)arg;
+  abort();
+}
+
+/* Right after the shutdown call, every start call fails with UV_ECANCELED, once its arguments
+ * passed their checks (UV_EINVAL once the last step closed the context), and starts nothing. */
+static void shutdown_probes(void) {
+  int pi, c = M.nchorder > 0 ? M.chorder[0] : -1, closing = M.stepped;
+  unsigned char b[MAXESIZE];
+  uvchan_case_t cases[1];
+  uvchan_task_ref_t ref;
+  party_t* p;
+  for (pi = 0; pi < NCB && M.p[pi].state != S_IDLE; pi++) {
+  }
+  M.in_call = 1;
+  memset(&ref, 0, sizeof(ref));
+  CHECK_EQ("spawn after the shutdown",
+           uvchan_task_spawn_ref(&M.ctx, &ref, never_runs, NULL, NULL),
+           closing ? UV_EINVAL : UV_ECANCELED);
+  CHECK("a refused spawn fills no reference", ref.task == NULL);
+  if (pi < NCB) {
+    p = &M.p[pi];
+    memset(b, POISON, sizeof(b));
+    if (c >= 0) {
+      cases[0].chan = &M.ch[c].real;
+      cases[0].op = UVCHAN_OP_RECV;
+      cases[0].value = b;
+      CHECK_EQ("receive after the shutdown", uvchan_recv(&p->r.recv, &M.ch[c].real, b, on_recv),
+               UV_ECANCELED);
+      CHECK_EQ("select after the shutdown", uvchan_select(&p->r.sel, cases, 1, on_select),
+               UV_ECANCELED);
+    }
+    CHECK_EQ("wait group wait after the shutdown", uvchan_wg_wait(&p->r.req, &M.wg, on_wg),
+             M.wg_live && !closing ? UV_ECANCELED : UV_EINVAL);
+    check_poison(b, 0, "a refused start writes nothing");
+  }
+  M.in_call = 0;
+}
 
 /* uvchan_ctx_shutdown(), from the top level, a callback or a task: every task cancelled (in the
  * context's order: spawn order), then every waiting callback request (channel by channel in
@@ -1481,6 +1571,7 @@ static void shutdown_now(void) {
   CHECK_EQ("shutdown twice", uvchan_ctx_shutdown(&M.ctx, on_close), UV_EINVAL);
   M.in_call = 0;
   m_step();
+  shutdown_probes();
 }
 
 /* The shutdown's last step, once nothing is queued and no task lives: the library has destroyed
@@ -1512,6 +1603,7 @@ static void m_step(void) {
     ch->dead = 1;
   }
   CHECK_EQ("destructor calls at the last step", M.ndtor_step, k);
+  stats.step_values += k;
   M.nchorder = 0;
   M.dtor_mode = 0;
 }
@@ -1772,6 +1864,7 @@ static void exec_op(reader_t* r, int where, int op) {
         top_run();
       } else if (where == W_CALLBACK) {
         uv_stop(&M.loop); /* delivery stops at once: nothing more in this iteration */
+        stats.stops++;
         M.stopped = 1;
       }
       break;
@@ -1928,6 +2021,7 @@ static void shutdown_drain(void) {
   for (rounds = 0; rounds < 100000 && !M.stepped; rounds++)
     top_run();
   CHECK("shutdown ends", M.stepped);
+  stats.shutdown_ends++;
   check_counts();
   final_checks();
 }
@@ -1943,6 +2037,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     probe_task_req();
     probed = 1;
   }
+  stats.programs++;
   end_shutdown = setup(&r);
   while (rd_more(&r) && ops++ < MAXOPS && !M.shutdown) {
     exec_op(&r, W_TOP, -1);
