@@ -98,11 +98,30 @@ static void ledger_init(uint32_t cap) {
   }
 }
 
-static uint32_t ledger_new(void) {
-  if (L.next >= L.cap) {
+/* Doubles the ledger (a round driven by time, like cancels, creates as many values as the
+ * machine's speed allows). Values are below L.cap, so POISON is never one of them. */
+static void ledger_grow(void) {
+  uint8_t** a[4] = {&L.accepted, &L.received, &L.destroyed, &L.offered};
+  uint32_t ncap = L.cap < 0x40000000u ? L.cap * 2 : 0;
+  for (int i = 0; i < 4 && ncap != 0; i++) {
+    uint8_t* p = realloc(*a[i], ncap);
+    if (p == NULL) {
+      ncap = 0;
+      break;
+    }
+    memset(p + L.cap, 0, ncap - L.cap);
+    *a[i] = p;
+  }
+  if (ncap == 0) {
     fprintf(stderr, "uvchan-stress: ledger full\n");
     exit(2);
   }
+  L.cap = ncap;
+}
+
+static uint32_t ledger_new(void) {
+  if (L.next >= L.cap)
+    ledger_grow();
   return L.next++;
 }
 
