@@ -1,6 +1,5 @@
 /* Library findings of the fuzz model and the stress runs (docs/reliability.md), each reduced to
- * a minimal reproducer. A test here fails until the library is fixed; the harness works around
- * each finding with a comment naming the test.
+ * a minimal reproducer, kept as regression tests now that the library is fixed.
  *
  * The cooperative budget (UVCHAN_TASK_BUDGET): a task's blocking call checks its arguments, then
  * spends one unit of the budget, and the call that spends the last unit first yields to the
@@ -13,8 +12,8 @@
 
 #include "test-helpers.h"
 
-/* A task that completes UVCHAN_TASK_BUDGET - 1 operations at once (sends into `fill`, which has
- * room for all of them), so that its next blocking call yields before operating. */
+/* A task that completes UVCHAN_TASK_BUDGET operations at once (sends into `fill`, which has room
+ * for all of them), so that its next blocking call yields before operating. */
 typedef struct {
   uvchan_t* fill;
   uvchan_t* target;
@@ -29,7 +28,7 @@ static void yielder(void* arg) {
   uint32_t v = 7;
   uvchan_case_t cases[1] = {UVCHAN_CASE_SEND(NULL, &v)};
   int st = 0;
-  for (int i = 0; i < UVCHAN_TASK_BUDGET - 1; i++)
+  for (int i = 0; i < UVCHAN_TASK_BUDGET; i++)
     assert_int_equal(uvchan_task_send(y->fill, &v), 0);
   if (y->what == 0) {
     y->result = uvchan_task_send(y->target, &v);
@@ -86,7 +85,7 @@ static void test_budget_yield_then_destroyed_channel(void** state) {
   yielder_t y = {0};
   y.what = 0;
   yield_then_destroy(FX(state), &y, 0);
-  assert_int_equal(y.done, 1); /* fails: the send was still waiting (done = -1) */
+  assert_int_equal(y.done, 1); /* it was -1: the send waited in the destroyed channel */
   assert_int_equal(y.result, UV_ECANCELED);
 }
 
@@ -134,16 +133,15 @@ static void test_budget_yield_then_destroyed_buffered_channel(void** state) {
   assert_int_equal(waitpid(pid, &wstatus, 0), pid);
   if (WIFSIGNALED(wstatus))
     fprintf(stderr, "test-fuzz-findings: the child died with signal %d\n", WTERMSIG(wstatus));
-  assert_true(WIFEXITED(wstatus)); /* fails: SIGSEGV, the copy into the freed buffer */
+  assert_true(WIFEXITED(wstatus)); /* it was SIGSEGV: the copy into the freed buffer */
   assert_int_equal(WEXITSTATUS(wstatus), 0);
 }
 
 /* The budget's count. common.h: "Operations a task may complete in a row without waiting before
  * it gives the loop a turn" is UVCHAN_TASK_BUDGET (task.h: the task gives the loop a turn "after
- * UVCHAN_TASK_BUDGET of them in a row"). A new task gets one less: it yields on its
- * UVCHAN_TASK_BUDGET-th call, after UVCHAN_TASK_BUDGET - 1 completed. Later runs are right (the
- * call resumed after a yield does not spend). A second task records how many sends the first
- * completed each time it gets a turn. */
+ * UVCHAN_TASK_BUDGET of them in a row"). A new task got one less (it yielded on its
+ * UVCHAN_TASK_BUDGET-th call); every run is now UVCHAN_TASK_BUDGET calls long. A second task
+ * records how many sends the first completed each time it gets a turn. */
 static uvchan_t budget_ch;
 static size_t budget_seen[2];
 static int budget_turns;
@@ -171,16 +169,15 @@ static void test_budget_first_run_completes_budget_operations(void** state) {
   assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uvchan_destroy(&budget_ch), 0);
   assert_int_equal(budget_turns, 2);
-  /* between the watcher's two turns, the sender ran one whole budget: right today */
+  /* between the watcher's two turns, the sender ran one whole budget */
   assert_int_equal(budget_seen[1] - budget_seen[0], UVCHAN_TASK_BUDGET);
-  /* its first run: fails today, 127 */
+  /* its first run: it was 127 */
   assert_int_equal(budget_seen[0], UVCHAN_TASK_BUDGET);
 }
 
-/* The deadlock report of a task blocked on a nil channel. chan.h, uvchan_waiting_t.op: "send or
- * receive, for `chan` (0 when `chan` is NULL)"; the report gives the task's send/receive op
- * with a NULL `chan` (and uvchan_ctx_report() prints "send on a nil channel" from it). One of
- * the two should change; this test holds the header's words. */
+/* The deadlock report of a task blocked on a nil channel: the header said op was 0 when `chan` is
+ * NULL, the report gave the task's send/receive (from which uvchan_ctx_report() prints "send on a
+ * nil channel"). The header now says what the report does. */
 static void nil_sender(void* arg) {
   uint32_t v = 1;
   *(int*)arg = uvchan_task_send_timeout(NULL, &v, 0);
@@ -190,7 +187,7 @@ static void report_one(const uvchan_waiting_t* w, void* arg) {
   *(uvchan_waiting_t*)arg = *w;
 }
 
-static void test_report_nil_channel_op_is_zero(void** state) {
+static void test_report_nil_channel_op(void** state) {
   fixture_t* f = FX(state);
   uvchan_waiting_t w;
   int result = 1;
@@ -202,7 +199,7 @@ static void test_report_nil_channel_op_is_zero(void** state) {
   assert_int_equal(result, UV_ETIMEDOUT);
   assert_int_equal(w.type, UVCHAN_REQ_SEND);
   assert_null(w.chan);
-  assert_int_equal(w.op, 0); /* fails today: UVCHAN_OP_SEND */
+  assert_int_equal(w.op, UVCHAN_OP_SEND);
 }
 
 int main(void) {
@@ -212,7 +209,7 @@ int main(void) {
       TEST(test_budget_yield_then_destroyed_wait_group),
       cmocka_unit_test(test_budget_yield_then_destroyed_buffered_channel),
       TEST(test_budget_first_run_completes_budget_operations),
-      TEST(test_report_nil_channel_op_is_zero),
+      TEST(test_report_nil_channel_op),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
