@@ -99,6 +99,20 @@ while read -r name cmd; do
   cpu_ticks "$pid" > "$out/$name.cpu0"
 done < "$out/servers"
 
+# CPU time of this shell's reaped children (the load runs), in seconds, into $children_s.
+# `times` must run in this shell itself: a subshell ($(...), a pipeline) has no children.
+children_cpu() {
+  times > "$out/times"
+  children_s=$(tail -n 1 "$out/times" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }')
+}
+busy_ticks() { # user + nice + system of every CPU, from /proc/stat
+  awk '$1 == "cpu" {print $2 + $3 + $4}' /proc/stat
+}
+busy0=$(busy_ticks)
+children_cpu
+load0=$children_s
+wall0=$(date +%s.%N)
+
 # The load: shape by shape, server by server, ECHO_REPS rounds.
 for rep in $(seq "$reps"); do
   for shape in $shapes; do
@@ -114,9 +128,18 @@ for rep in $(seq "$reps"); do
   done
 done
 hz=$(getconf CLK_TCK)
+busy1=$(busy_ticks)
+children_cpu
+load1=$children_s
+wall1=$(date +%s.%N)
+servers_ticks=0
 for name in $names; do
   read -r pid port < "$out/$name.proc"
   echo $(( $(cpu_ticks "$pid") - $(cat "$out/$name.cpu0") )) > "$out/$name.cpu"
+  servers_ticks=$((servers_ticks + $(cat "$out/$name.cpu")))
+done
+for name in $names; do
+  read -r pid port < "$out/$name.proc"
   stop_server "$pid"
 done
 
@@ -168,6 +191,12 @@ done
 printf '%-10s' "CPU s"
 for name in $names; do printf ' %12.1f' "$(awk -v t="$(cat "$out/$name.cpu")" -v hz="$hz" 'BEGIN {print t / hz}')"; done
 echo "   server CPU time over all its load runs"
+# What else ran on the machine meanwhile (other users of a shared machine): busy CPU time
+# not spent by the servers or echo-load. Loopback TCP work done in softirq is not in it.
+awk -v b="$((busy1 - busy0))" -v hz="$hz" -v s="$servers_ticks" -v l="$(awk -v a="$load0" -v b="$load1" 'BEGIN {print b - a}')" \
+  -v w="$(awk -v a="$wall0" -v b="$wall1" 'BEGIN {print b - a}')" -v n="$(nproc)" 'BEGIN {
+  printf "load runs: %.0f s wall on %d CPUs; CPU s: servers %.1f, echo-load %.1f, other processes %.1f\n",
+    w, n, s / hz, l, b / hz - s / hz - l }'
 if [ "$noread" != 0 ]; then
   printf '%-10s' "growth MB"
   for name in $names; do printf ' %12.1f' "$(median "$name" noread value)"; done
