@@ -5,6 +5,9 @@
  * and served), then a warm-up runs, then the measured window (a duration, or a count of round
  * trips). One line on stdout, in the bench format "<workload> <n> <value> <unit> [details]":
  *   echo_64x64 412345 206172.5 roundtrips/s p50_us=290.1 p99_us=612.0 secs=2.000 ...
+ * With -P PID the details include the server's CPU time over the window (user + system, all
+ * threads) and other_cpu_s, the CPU time the rest of the machine used meanwhile (other
+ * processes of a shared machine, kernel threads): a run with a large one was disturbed.
  * Message k of connection c is the window at offset (7c + k) mod 251 of a pattern with period
  * 251, so each read is checked with one memcmp and a stale, reordered, foreign or extra byte is
  * a mismatch. A mismatch, an unexpected EOF or any I/O error ends the run with exit status 1.
@@ -90,7 +93,7 @@ static int measuring, stopping, load_done;
 static uint64_t t_start, t_end, roundtrips;
 static uint32_t* lat;   /* latencies of the measured round trips, ns */
 static size_t nlat, cap_lat;
-static double srv_cpu0, srv_cpu1, cli_cpu0, cli_cpu1;
+static double srv_cpu0, srv_cpu1, cli_cpu0, cli_cpu1, busy0, busy1;
 
 static void fail(const char* fmt, ...) {
   va_list ap;
@@ -141,6 +144,20 @@ static double server_cpu_s(void) {
       sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
     fail("cannot parse %s", path);
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU time that every process on the machine spent in user and kernel mode (user + nice +
+ * system of /proc/stat), in seconds: with the client's and the server's own times subtracted, it
+ * tells how much other work shared the machine during the window. */
+static double machine_busy_s(void) {
+  unsigned long long us = 0, ni = 0, sy = 0;
+  FILE* f = fopen("/proc/stat", "r");
+  if (f == NULL)
+    return 0;
+  if (fscanf(f, "cpu %llu %llu %llu", &us, &ni, &sy) != 3)
+    us = ni = sy = 0;
+  fclose(f);
+  return (double)(us + ni + sy) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double self_cpu_s(void) {
@@ -228,6 +245,7 @@ static void start_measuring(void) {
   if (server_pid > 0)
     srv_cpu0 = server_cpu_s();
   cli_cpu0 = self_cpu_s();
+  busy0 = machine_busy_s();
   t_start = uv_hrtime();
 }
 
@@ -235,6 +253,7 @@ static void end_measuring(void) {
   t_end = uv_hrtime();
   measuring = 0;
   cli_cpu1 = self_cpu_s();
+  busy1 = machine_busy_s();
   if (server_pid > 0)
     srv_cpu1 = server_cpu_s();
   load_done = 1;
@@ -452,7 +471,8 @@ static void report_load(void) {
          "client_cpu_s=%.2f",
          nconns, size, roundtrips, (double)roundtrips / secs, p50, p99, secs, cli_cpu1 - cli_cpu0);
   if (server_pid > 0)
-    printf(" server_cpu_s=%.2f", srv_cpu1 - srv_cpu0);
+    printf(" server_cpu_s=%.2f other_cpu_s=%.2f", srv_cpu1 - srv_cpu0,
+           busy1 - busy0 - (srv_cpu1 - srv_cpu0) - (cli_cpu1 - cli_cpu0));
   printf("\n");
 }
 
