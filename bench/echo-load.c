@@ -6,7 +6,8 @@
  * trips). One line on stdout, in the bench format "<workload> <n> <value> <unit> [details]":
  *   echo_64x64 412345 206172.5 roundtrips/s p50_us=290.1 p99_us=612.0 secs=2.000 ...
  * With -P PID the details include the server's CPU time over the window (user + system, all
- * threads) and other_cpu_s, the CPU time the rest of the machine used meanwhile (other
+ * threads), its resident size before the first connection and at the window's end (all
+ * connections open), and other_cpu_s, the CPU time the rest of the machine used meanwhile (other
  * processes of a shared machine, kernel threads): a run with a large one was disturbed.
  * Message k of connection c is the window at offset (7c + k) mod 251 of a pattern with period
  * 251, so each read is checked with one memcmp and a stale, reordered, foreign or extra byte is
@@ -94,6 +95,7 @@ static uint64_t t_start, t_end, roundtrips;
 static uint32_t* lat;   /* latencies of the measured round trips, ns */
 static size_t nlat, cap_lat;
 static double srv_cpu0, srv_cpu1, cli_cpu0, cli_cpu1, busy0, busy1;
+static long load_rss0, load_rss1; /* the server's VmRSS before connecting and at the window's end */
 
 static void fail(const char* fmt, ...) {
   va_list ap;
@@ -254,8 +256,10 @@ static void end_measuring(void) {
   measuring = 0;
   cli_cpu1 = self_cpu_s();
   busy1 = machine_busy_s();
-  if (server_pid > 0)
+  if (server_pid > 0) {
     srv_cpu1 = server_cpu_s();
+    load_rss1 = server_rss_kb();
+  }
   load_done = 1;
   if (noread_bytes == 0 || noread.done)
     stop_all();
@@ -471,8 +475,9 @@ static void report_load(void) {
          "client_cpu_s=%.2f",
          nconns, size, roundtrips, (double)roundtrips / secs, p50, p99, secs, cli_cpu1 - cli_cpu0);
   if (server_pid > 0)
-    printf(" server_cpu_s=%.2f other_cpu_s=%.2f", srv_cpu1 - srv_cpu0,
-           busy1 - busy0 - (srv_cpu1 - srv_cpu0) - (cli_cpu1 - cli_cpu0));
+    printf(" server_cpu_s=%.2f other_cpu_s=%.2f rss_before_kb=%ld rss_after_kb=%ld",
+           srv_cpu1 - srv_cpu0, busy1 - busy0 - (srv_cpu1 - srv_cpu0) - (cli_cpu1 - cli_cpu0),
+           load_rss0, load_rss1);
   printf("\n");
 }
 
@@ -640,9 +645,11 @@ int main(int argc, char** argv) {
   if (conns == NULL)
     fail("out of memory");
   uv_timer_init(&loop, &sample_timer);
-  if (nconns > 0)
+  if (nconns > 0) {
+    if (server_pid > 0 && (load_rss0 = server_rss_kb()) < 0)
+      fail("cannot read /proc/%ld/status", server_pid);
     connect_more();
-  else
+  } else
     noread_start();
   uv_run(&loop, UV_RUN_DEFAULT);
   if (nconns > 0)

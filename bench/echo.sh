@@ -197,6 +197,9 @@ awk -v b="$((busy1 - busy0))" -v hz="$hz" -v s="$servers_ticks" -v l="$(awk -v a
   -v w="$(awk -v a="$wall0" -v b="$wall1" 'BEGIN {print b - a}')" -v n="$(nproc)" 'BEGIN {
   printf "load runs: %.0f s wall on %d CPUs; CPU s: servers %.1f, echo-load %.1f, other processes %.1f\n",
     w, n, s / hz, l, b / hz - s / hz - l }'
+printf '%-10s' "RSS MB"
+for name in $names; do printf ' %12.1f' "$(median "$name" 1000x64B rss_after_kb | awk '{print $1 / 1024}')"; done
+echo "   server resident size with 1000 connections open (end of the 1000x64B runs)"
 awk '$2 != "noread" { n++; for (i = 7; i <= NF; i++) { split($i, kv, "=");
     if (kv[1] == "secs") t = kv[2]; if (kv[1] == "other_cpu_s") o = kv[2] }
     if (o > 0.25 * t) d++ }
