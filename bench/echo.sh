@@ -49,7 +49,7 @@ stop_server() { # pid: SIGTERM, then SIGKILL if it has not ended within 5 s; the
   i=0
   while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
   if alive "$1"; then
-    echo "echo.sh: server $1 ignored SIGTERM; killed" >&2
+    echo "echo.sh: server $1 ($(tr '\0' ' ' < "/proc/$1/cmdline")) still running 5 s after SIGTERM; killed" >&2
     kill -9 "$1" 2>/dev/null || true
   fi
   wait "$1" 2>/dev/null || true
