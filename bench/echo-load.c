@@ -38,7 +38,8 @@ enum {
   MAX_CONNECTING = 64,         /* connects in flight at once, so no listen backlog overflows */
   NOREAD_CHUNK = 256 * 1024,   /* one write in flight for the non-reading connection */
   READ_BUF = 64 * 1024,        /* the one receive buffer: each read is checked at once */
-  SAMPLE_MS = 50               /* the non-reader's progress check and RSS sampling period */
+  SAMPLE_MS = 50,              /* the non-reader's progress check and RSS sampling period */
+  HUNG_SECS = 10               /* no round trip anywhere for this long: the server is stuck */
 };
 
 typedef struct {
@@ -88,7 +89,9 @@ static char read_buf[READ_BUF];
 static conn_t* conns;
 static size_t next_connect, connecting, established;
 static noread_t noread;
-static uv_timer_t phase_timer, sample_timer;
+static uv_timer_t phase_timer, sample_timer, watch_timer;
+static uint64_t completed, completed_seen; /* round trips in every phase, for the watchdog */
+static int idle_secs;
 
 static int measuring, stopping, load_done;
 static uint64_t t_start, t_end, roundtrips;
@@ -189,6 +192,19 @@ static void stop_all(void) {
     close_if_open((uv_handle_t*)&noread.tcp);
   close_if_open((uv_handle_t*)&phase_timer);
   close_if_open((uv_handle_t*)&sample_timer);
+  close_if_open((uv_handle_t*)&watch_timer);
+}
+
+/* A server that stops answering (or never accepts) fails the run instead of hanging it. */
+static void on_watch(uv_timer_t* t) {
+  (void)t;
+  if (completed != completed_seen) {
+    completed_seen = completed;
+    idle_secs = 0;
+  } else if (++idle_secs >= HUNG_SECS) {
+    fail("no round trip completed for %d s (%zu of %zu connections established)", HUNG_SECS,
+         established, nconns);
+  }
 }
 
 /* ---- the echo connections ---- */
@@ -281,6 +297,7 @@ static void on_warm(uv_timer_t* t) {
 
 static void on_roundtrip(conn_t* c) {
   uint64_t now = uv_hrtime();
+  completed++;
   if (measuring) {
     roundtrips++;
     if (c->sent_at >= t_start) {
@@ -645,10 +662,12 @@ int main(int argc, char** argv) {
   if (conns == NULL)
     fail("out of memory");
   uv_timer_init(&loop, &sample_timer);
+  uv_timer_init(&loop, &watch_timer);
   if (nconns > 0) {
     if (server_pid > 0 && (load_rss0 = server_rss_kb()) < 0)
       fail("cannot read /proc/%ld/status", server_pid);
     connect_more();
+    uv_timer_start(&watch_timer, on_watch, 1000, 1000);
   } else
     noread_start();
   uv_run(&loop, UV_RUN_DEFAULT);
