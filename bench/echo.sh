@@ -12,6 +12,7 @@
 set -e
 build=${1:-build}
 [ $# -gt 0 ] && shift
+case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 load="$build/bench/echo-load"
 secs=${ECHO_SECS:-2}
@@ -32,10 +33,11 @@ shapes="64:64:64x64B 1:65536:1x64KB 1000:64:1000x64B"
 
 [ -x "$load" ] || { echo "echo.sh: $load is not built (make)"; exit 1; }
 if echo "$servers" | grep -q go-echo; then
-  (cd "$here/peers/go" && GOCACHE=${GOCACHE:-$OLDPWD/$build/gocache} GOFLAGS=-mod=mod GOTOOLCHAIN=local \
-    go build -o "$OLDPWD/$build/bench/go-echo" ./echo)
+  (cd "$here/peers/go" && GOCACHE=${GOCACHE:-$build/gocache} GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+    go build -o "$build/bench/go-echo" ./echo)
 fi
 # 1000 connections need more descriptors than the usual soft limit, in the servers too.
+# shellcheck disable=SC3045 # not POSIX, but dash and bash have both
 ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
 
 out=$(mktemp -d)
@@ -69,12 +71,16 @@ trap 'exit 130' INT TERM
 # that took the port between echo-load -F and the server's bind).
 owns_port() {
   inode=$(awk -v p="$(printf '0100007F:%04X' "$2")" '$2 == p && $4 == "0A" {print $10; exit}' /proc/net/tcp)
-  [ -n "$inode" ] && ls -l "/proc/$1/fd" 2>/dev/null | grep -q "socket:\[$inode\]"
+  [ -n "$inode" ] || return 1
+  for fd in "/proc/$1/fd"/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$inode]" ] && return 0
+  done
+  return 1
 }
 
 # start NAME CMDLINE: starts the server on a free port; sets $pid and $port.
 start() {
-  for attempt in 1 2 3; do
+  for _ in 1 2 3; do
     port=$("$load" -F < /dev/null)
     cmd=$(echo "$2" | sed "s/\<PORT\>/$port/g")
     sh -c "exec $cmd" < /dev/null >> "$out/$1.log" 2>&1 &

@@ -27,8 +27,8 @@ for w in thread_pingpong thread_buffered; do
 done
 for run in 1 2 3; do
   for w in $gw; do
-    case " $cw " in *" $w "*) "$c" -w $w >> "$out/c.txt" ;; esac
-    gorun $w >> "$out/go.txt"
+    case " $cw " in *" $w "*) "$c" -w "$w" >> "$out/c.txt" ;; esac
+    gorun "$w" >> "$out/go.txt"
   done
   for w in pingpong_cb buffered_cb parked_cb scale; do "$c" -w $w >> "$out/c.txt"; done
 done
