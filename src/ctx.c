@@ -70,8 +70,6 @@ static void uvchan__on_idle(uv_idle_t* idle) {
   if (ctx->qhead_ == NULL) {
     uv_idle_stop(&ctx->idle_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
-    if (ctx->pools_ != NULL)
-      uvchan__task_pools_scavenge(ctx);
     uvchan__ctx_maybe_finish_close(ctx);
   }
 }
@@ -292,6 +290,11 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
   ctx->timer_.data = ctx;
   uv_close((uv_handle_t*)&ctx->idle_, uvchan__on_handle_closed);
   uv_close((uv_handle_t*)&ctx->timer_, uvchan__on_handle_closed);
+  if (ctx->stack_timer_.type == UV_TIMER) { /* initialised with the first task */
+    ctx->nhandles_++;
+    ctx->stack_timer_.data = ctx;
+    uv_close((uv_handle_t*)&ctx->stack_timer_, uvchan__on_handle_closed);
+  }
 }
 
 int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {

@@ -300,17 +300,20 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
 /* Starts a wait on `wg` for a prepared `req`: returns 1 (status 0) if the count is 0 already. */
 int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg);
 
+/* ---- stack.c ---- */
+
+#include "stack.h"
+
 /* ---- task.c ---- */
 
 /* Resumes the task owning `req` (its start, or the end of its wait). */
 void uvchan__task_resume(uvchan_req_t* req);
 /* The task that owns the request, if any. */
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
-/* Frees the stack pools of a context that has no tasks left. */
+/* Frees the task runtime and the stacks of a context that has no tasks left. */
 void uvchan__task_pools_free(uvchan_ctx_t* ctx);
-/* Releases the memory of task stacks that stayed free for a while (called when the loop has
- * delivered every completion). */
-void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx);
+/* A task's stack (async-signal-safe: the fault handler asks). */
+const uvchan__stack_t* uvchan__task_stack(const uvchan_task_t* t);
 const char* uvchan__task_wait_name(const uvchan_task_t* t);
 
 #endif /* UVCHAN_INTERNAL_H */

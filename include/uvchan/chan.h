@@ -41,6 +41,7 @@ struct uvchan_ctx_s {
   void* trace_arg_;
   void* pools_;       /**< task runtime: the loop side's saved context, stack pools */
   uint64_t next_task_id_;
+  uv_timer_t stack_timer_; /**< gives idle task stacks back; initialised with the first task */
 };
 
 /** Initialises `ctx` on `loop`. Reads UVCHAN_TRACE from the environment: "1" prints every channel
