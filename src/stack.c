@@ -57,6 +57,7 @@ void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
  * not mistaken for one stack growing: the client requests cost nothing outside valgrind. */
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #define UVCHAN__VG 1
 #endif
@@ -682,6 +683,10 @@ static void uvchan__overflowed(const uvchan_task_t* t, const uvchan__stack_t* st
 
 void uvchan__stack_canary_check(const uvchan__stack_t* st, const uvchan_task_t* t) {
   const volatile uint64_t* c = (const volatile uint64_t*)st->lo;
+#if defined(UVCHAN__VG)
+  /* Memcheck forgets memory the stack pointer has left, as an overflow's does. */
+  (void)VALGRIND_MAKE_MEM_DEFINED(st->lo, 2 * sizeof(uint64_t));
+#endif
   if (c[0] != uvchan__canary || c[1] != ~uvchan__canary)
     uvchan__overflowed(t, st, "its canary was overwritten; this stack has no guard region");
 }
