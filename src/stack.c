@@ -57,7 +57,6 @@ void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
  * not mistaken for one stack growing: the client requests cost nothing outside valgrind. */
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #define UVCHAN__VG 1
 #endif
@@ -121,7 +120,7 @@ static unsigned uvchan__mode;    /* UVCHAN__KIND_* that stacks get by default */
 static int uvchan__has_guard_install;
 static size_t uvchan__page;
 static size_t uvchan__guard;     /* UVCHAN__GUARD_BYTES, at least a page */
-static uint64_t uvchan__canary;  /* random, never zero */
+uint64_t uvchan__stack_canary;   /* random, never zero */
 static struct sigaction uvchan__old_segv, uvchan__old_bus;
 static pthread_key_t uvchan__alt_key;
 
@@ -366,9 +365,9 @@ static void uvchan__stack_once_init(void) {
     uvchan__mode = UVCHAN__KIND_CANARY;
   /* "madvise" (or anything else) keeps the best the kernel has. */
 
-  if (uv_random(NULL, NULL, &uvchan__canary, sizeof(uvchan__canary), 0, NULL) != 0)
-    uvchan__canary = uv_hrtime() ^ (uint64_t)(uintptr_t)&uvchan__canary;
-  uvchan__canary |= 1; /* never zero, so a zero-filled buffer cannot pass for it */
+  if (uv_random(NULL, NULL, &uvchan__stack_canary, sizeof(uvchan__stack_canary), 0, NULL) != 0)
+    uvchan__stack_canary = uv_hrtime() ^ (uint64_t)(uintptr_t)&uvchan__stack_canary;
+  uvchan__stack_canary |= 1; /* never zero, so a zero-filled buffer cannot pass for it */
 
   if (pthread_key_create(&uvchan__alt_key, uvchan__alt_at_exit) != 0) {
     uvchan__stack_init_err = UV_ENOMEM;
@@ -401,16 +400,6 @@ static int uvchan__grow(void* arr, size_t* cap, size_t need) {
     return UV_ENOMEM;
   *a = p;
   *cap = ncap;
-  return 0;
-}
-
-int uvchan__stack_size(size_t requested, size_t* size) {
-  long p = sysconf(_SC_PAGESIZE);
-  size_t page = p > 0 ? (size_t)p : 4096;
-  size_t s = requested != 0 ? requested : UVCHAN_DEFAULT_STACK_SIZE;
-  if (s < UVCHAN_MIN_STACK_SIZE || s > UVCHAN_MAX_STACK_SIZE)
-    return UV_EINVAL;
-  *size = (s + page - 1) & ~(page - 1);
   return 0;
 }
 
@@ -483,16 +472,20 @@ static int uvchan__chunk_new(struct uvchan__pool_s* pool) {
 }
 
 /* A stack from `pool`: the most recently freed, else a new one carved from the newest chunk. */
+/* The most recently freed stack of `pool`, which has one. */
+static inline char* uvchan__pool_pop(struct uvchan__pool_s* pool) {
+  char* lo = pool->free[--pool->nfree];
+  if (pool->ncold > pool->nfree)
+    pool->ncold = pool->nfree;
+  if (pool->low > pool->nfree)
+    pool->low = pool->nfree;
+  return lo;
+}
+
 static char* uvchan__pool_take(struct uvchan__pool_s* pool, int* err) {
   char* lo;
-  if (pool->nfree > 0) {
-    lo = pool->free[--pool->nfree];
-    if (pool->ncold > pool->nfree)
-      pool->ncold = pool->nfree;
-    if (pool->low > pool->nfree)
-      pool->low = pool->nfree;
-    return lo;
-  }
+  if (pool->nfree > 0)
+    return uvchan__pool_pop(pool);
   /* The free list must be able to take the stack back, whenever that is. */
   if (uvchan__grow(&pool->free, &pool->capfree, pool->ncarved + 1) != 0 ||
       (pool->carve_left == 0 && uvchan__chunk_new(pool) != 0)) {
@@ -510,14 +503,24 @@ static char* uvchan__pool_take(struct uvchan__pool_s* pool, int* err) {
   return lo;
 }
 
-int uvchan__stack_get(uvchan__stacks_t* s, size_t size, size_t reserve, int hard_guard,
+int uvchan__stack_get(uvchan__stacks_t* s, size_t asked, size_t reserve, int hard_guard,
                       uvchan__stack_t* st, char** top) {
-  struct uvchan__pool_s* pool;
+  struct uvchan__pool_s* pool = s->hot;
   unsigned kind = uvchan__mode;
+  size_t size;
   int err = 0;
   char* lo = NULL;
   uint64_t* c;
 
+  /* The common case: a free stack of the pool used last, of the mode's own kind. */
+  if (UVCHAN__LIKELY(pool != NULL && s->hot_asked == asked && pool->reserve == reserve &&
+                     pool->kind == kind && pool->nfree > 0 &&
+                     !(hard_guard && kind == UVCHAN__KIND_CANARY))) {
+    lo = uvchan__pool_pop(pool);
+    goto taken;
+  }
+  size = asked != 0 ? asked : UVCHAN_DEFAULT_STACK_SIZE;
+  size = (size + uvchan__page - 1) & ~(uvchan__page - 1);
   if (kind == UVCHAN__KIND_CANARY && hard_guard)
     kind = uvchan__has_guard_install ? UVCHAN__KIND_MADVISE : UVCHAN__KIND_MPROTECT;
   pool = uvchan__pool_for(s, size, reserve, kind);
@@ -534,15 +537,18 @@ int uvchan__stack_get(uvchan__stacks_t* s, size_t size, size_t reserve, int hard
   }
   if (lo == NULL)
     return err;
-  if (kind == UVCHAN__KIND_CANARY) {
+  s->hot = pool;
+  s->hot_asked = asked;
+taken:
+  if (UVCHAN__UNLIKELY(pool->kind == UVCHAN__KIND_CANARY)) {
     c = (uint64_t*)lo;
-    c[0] = uvchan__canary;
-    c[1] = ~uvchan__canary;
+    c[0] = uvchan__stack_canary;
+    c[1] = ~uvchan__stack_canary;
   }
   st->lo = lo;
   st->pool = pool;
-  st->canary = kind == UVCHAN__KIND_CANARY;
-  *top = lo + size;
+  st->canary = pool->kind == UVCHAN__KIND_CANARY;
+  *top = lo + pool->size;
 #if defined(UVCHAN__VG)
   st->vg_id = VALGRIND_STACK_REGISTER(lo, *top - reserve);
 #else
@@ -630,6 +636,8 @@ void uvchan__stacks_free(uvchan__stacks_t* s) {
       munmap(p->chunks[i], p->slot * p->per_chunk);
     if (p->maps != 0)
       atomic_fetch_add(&uvchan__map_budget, p->maps);
+    if (s->hot == p)
+      s->hot = NULL;
     free(p->chunks);
     free(p->free);
     free(p);
@@ -667,6 +675,9 @@ static void uvchan__say_num(uint64_t v) {
 
 /* Prints the overflow message of task `t`, whose stack `st` overflowed, and aborts. `how` says
  * what caught it. Only async-signal-safe calls: it runs in the fault handler. */
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
 static void uvchan__overflowed(const uvchan_task_t* t, const uvchan__stack_t* st, const char* how) {
   const char* name = uvchan_task_name(t);
   char shown[65];
@@ -691,14 +702,8 @@ static void uvchan__overflowed(const uvchan_task_t* t, const uvchan__stack_t* st
   abort();
 }
 
-void uvchan__stack_canary_check(const uvchan__stack_t* st, const uvchan_task_t* t) {
-  const volatile uint64_t* c = (const volatile uint64_t*)st->lo;
-#if defined(UVCHAN__VG)
-  /* Memcheck forgets memory the stack pointer has left, as an overflow's does. */
-  (void)VALGRIND_MAKE_MEM_DEFINED(st->lo, 2 * sizeof(uint64_t));
-#endif
-  if (c[0] != uvchan__canary || c[1] != ~uvchan__canary)
-    uvchan__overflowed(t, st, "its canary was overwritten; this stack has no guard region");
+void uvchan__stack_canary_broken(const uvchan__stack_t* st, const uvchan_task_t* t) {
+  uvchan__overflowed(t, st, "its canary was overwritten; this stack has no guard region");
 }
 
 /* ---- overflow: the fault ---- */

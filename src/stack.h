@@ -28,35 +28,61 @@ typedef struct {
 /* A context's stacks: one pool per stack size and protection, and the idle timer. */
 typedef struct {
   struct uvchan__pool_s* pools;
+  struct uvchan__pool_s* hot; /* the pool the last stack came from */
+  size_t hot_asked;           /* for that attr.stack_size */
   uv_timer_t* timer; /* ctx->stack_timer_: releases the memory of stacks left unused */
   int timer_on;
 } uvchan__stacks_t;
 
-/* Checks attr.stack_size (0: the default) and rounds it up to pages: 0 or UV_EINVAL. */
-int uvchan__stack_size(size_t requested, size_t* size);
+/* Is attr.stack_size one a task can use? (0: the default) */
+static inline int uvchan__stack_size_ok(size_t asked) {
+  return asked == 0 || (asked >= UVCHAN_MIN_STACK_SIZE && asked <= UVCHAN_MAX_STACK_SIZE);
+}
 /* Prepares a context's stacks with its first task: also, once per process, chooses the guard
  * mode and installs the fault handler, and gives the calling thread an alternate signal stack. */
 int uvchan__stacks_init(uvchan__stacks_t* s, uvchan_ctx_t* ctx);
 /* Unmaps every stack of a context that has no tasks left (its close). */
 void uvchan__stacks_free(uvchan__stacks_t* s);
-/* Takes a stack of `size` usable bytes (from uvchan__stack_size()), the top `reserve` of which
- * the caller keeps for itself; *top is one past its highest byte. `hard_guard` (attr.guard_page)
- * refuses the canary fallback. Returns 0 or UV_ENOMEM. */
-int uvchan__stack_get(uvchan__stacks_t* s, size_t size, size_t reserve, int hard_guard,
+/* Takes a stack of at least `asked` usable bytes (0: the default; uvchan__stack_size_ok()), the
+ * top `reserve` of which the caller keeps for itself; *top is one past its highest byte.
+ * `hard_guard` (attr.guard_page) refuses the canary fallback. Returns 0 or UV_ENOMEM. */
+int uvchan__stack_get(uvchan__stacks_t* s, size_t asked, size_t reserve, int hard_guard,
                       uvchan__stack_t* st, char** top);
 /* Gives a stack back to its pool; nothing runs on it any more. */
 void uvchan__stack_put(uvchan__stack_t* st);
-/* A canary stack's canary was found overwritten: prints the task's message and aborts. */
-void uvchan__stack_canary_check(const uvchan__stack_t* st, const uvchan_task_t* t);
+/* The random value of every canary, and its complement after it. */
+extern uint64_t uvchan__stack_canary;
+/* A canary was found overwritten: prints the task's message and aborts. */
+#if defined(__GNUC__)
+__attribute__((noreturn, cold))
+#endif
+void uvchan__stack_canary_broken(const uvchan__stack_t* st, const uvchan_task_t* t);
 /* Gives the calling thread an alternate signal stack when it has none. */
 void uvchan__stack_thread_setup(void);
 extern _Thread_local int uvchan__stack_thread_ready;
 
+/* Memcheck forgets memory the stack pointer has left, as an overflow's does: a canary read after
+ * one is no error. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define UVCHAN__VG_DEFINED(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED(p, n))
+#endif
+#endif
+#if !defined(UVCHAN__VG_DEFINED)
+#define UVCHAN__VG_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
 /* At every switch out of a task: stacks with a guard region need nothing (an overflow faults at
- * once, and the fault handler names the task). */
+ * once, and the fault handler names the task); a canary stack's canary must be whole. */
 static inline void uvchan__stack_check(const uvchan__stack_t* st, const uvchan_task_t* t) {
-  if (UVCHAN__UNLIKELY(st->canary))
-    uvchan__stack_canary_check(st, t);
+  const uint64_t* c;
+  if (UVCHAN__UNLIKELY(st->canary)) {
+    c = (const uint64_t*)st->lo;
+    UVCHAN__VG_DEFINED(c, 2 * sizeof(uint64_t));
+    if (c[0] != uvchan__stack_canary || c[1] != ~uvchan__stack_canary)
+      uvchan__stack_canary_broken(st, t);
+  }
 }
 
 /* Before the loop's thread runs a task: an overflow's fault can only be reported from an

@@ -216,16 +216,16 @@ static int uvchan__task_await(uvchan_task_t* t, uvchan_req_t* req, int done) {
 
 int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
                       const uvchan_task_attr_t* attr) {
+  size_t size = attr != NULL ? attr->stack_size : 0;
   struct uvchan__rt_s* rt;
   uvchan__stack_t st;
   uvchan_task_t* t;
-  size_t size;
   char* top;
   int err;
 
   if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
-  if (uvchan__stack_size(attr != NULL ? attr->stack_size : 0, &size) != 0)
+  if (!uvchan__stack_size_ok(size))
     return UV_EINVAL;
   if (attr != NULL && attr->wg != NULL &&
       (attr->wg->magic_ != UVCHAN__WG_MAGIC || attr->wg->ctx_ != ctx))
