@@ -266,10 +266,13 @@ static void sieve_main(void* arg) {
 }
 
 static void bench_sieve(void) {
+  long f0;
   ctx_open();
+  f0 = minor_faults();
   uvchan_task_spawn(&ctx, sieve_main, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
-  printf("sieve 2000 %.3f ms (last prime %d)\n", (t1 - t0) / 1e6, last_prime);
+  printf("sieve 2000 %.3f ms (last prime %d), %ld page faults\n", (t1 - t0) / 1e6, last_prime,
+         minor_faults() - f0);
   ctx_done();
 }
 
