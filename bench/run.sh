@@ -35,7 +35,9 @@ row select4 select4 ns/op 0.35
 row sieve sieve ms 0.35
 row parked parked "bytes/task (uvchan: resident; Go: Sys)" "4.5KB"
 row parked parked "ns/task spawn+park, 100k tasks" 1 7 parked_spawn
-row parked - "page faults/task (spawn+park)" 1 12 parked_faults
+row parked - "page faults/task (spawn+park; pages faulted in)" 1 12 parked_faults
+row parked - "of which taken as traps (perf)" - 17 parked_traps
+row parked - "page-table bytes/task" - 14 parked_ptes
 row spawn spawn "ns/task spawned, run, ended (waves of 10k)" -
 row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -

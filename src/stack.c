@@ -76,6 +76,10 @@ void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #if !defined(MADV_GUARD_INSTALL)
 #define MADV_GUARD_INSTALL 102
 #endif
+#else
+/* Linux only: never asked for elsewhere (the guard probe fails, population is skipped). */
+#define MADV_POPULATE_WRITE (-1)
+#define MADV_GUARD_INSTALL (-1)
 #endif
 
 enum {
@@ -305,7 +309,11 @@ static void uvchan__alt_at_exit(void* arg) {
 
 void uvchan__stack_thread_setup(void) {
   stack_t cur, ss;
-  long minsz = sysconf(_SC_MINSIGSTKSZ);
+#if defined(_SC_MINSIGSTKSZ)
+  long minsz = sysconf(_SC_MINSIGSTKSZ); /* larger where the CPU has a large register state */
+#else
+  long minsz = MINSIGSTKSZ;
+#endif
   size_t bytes = UVCHAN__ALTSTACK_BYTES;
   char* mem;
 
@@ -455,7 +463,7 @@ static int uvchan__chunk_new(struct uvchan__pool_s* pool) {
       return UV_ENOMEM;
     }
   }
-  if (pool->nchunks > 0) {
+  if (pool->nchunks > 0 && MADV_POPULATE_WRITE >= 0) {
     /* A pool that has used a whole chunk is spawning in bulk: fault in the top page of every
      * stack now, in one call, which costs less than a page fault per stack. A first chunk is
      * left to fault page by page, so a program with few tasks commits no unused pages. */
