@@ -479,7 +479,6 @@ static int uvchan__chunk_new(struct uvchan__pool_s* pool) {
   return 0;
 }
 
-/* A stack from `pool`: the most recently freed, else a new one carved from the newest chunk. */
 /* The most recently freed stack of `pool`, which has one. */
 static inline char* uvchan__pool_pop(struct uvchan__pool_s* pool) {
   char* lo = pool->free[--pool->nfree];
@@ -490,6 +489,7 @@ static inline char* uvchan__pool_pop(struct uvchan__pool_s* pool) {
   return lo;
 }
 
+/* A stack from `pool`: the most recently freed, else a new one carved from the newest chunk. */
 static char* uvchan__pool_take(struct uvchan__pool_s* pool, int* err) {
   char* lo;
   if (pool->nfree > 0)
