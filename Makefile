@@ -41,7 +41,7 @@ test-sanitize: deps
 # Its own build, configured after valgrind (and so its header) is installed: task stacks are then
 # registered with valgrind, which a build made without the header cannot do. Runs every ctest
 # program: the suites, the fuzz corpus replay, the stress smoke and the switch check.
-VALGRIND = valgrind --suppressions=$(CURDIR)/cmake/valgrind.supp --error-exitcode=1 --leak-check=full \
+VALGRIND = valgrind --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=all -q
 test-valgrind: deps
 	@sh cmake/install-deps.sh valgrind

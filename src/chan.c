@@ -1,12 +1,15 @@
 /* The channel engine.
  *
- * A channel is a ring buffer of cap_ elements plus two FIFO queues of waiters: sendq_ (parties
- * whose value could not be taken yet) and recvq_ (parties with nowhere to get a value from). A
- * waiter is a small record (Go's sudog) embedded in the waiting request, or in a select case.
+ * A channel is a ring buffer of ring_ elements plus two FIFO queues of waiters: sendq_ (parties
+ * whose value could not be taken yet, and reservations waiting for a slot) and recvq_ (parties
+ * with nowhere to get a value from). A waiter is a small record (Go's sudog) embedded in the
+ * waiting request, or in a select case. cap_ is the number of slots a send may fill: ring_, less
+ * the slots reservations hold (reserve.c).
  *
  * Invariants, kept by every function here:
  *   1. At least one of sendq_ and recvq_ is empty, except when the same select waits on both
- *      ends of one channel (a select never matches itself, see select.c).
+ *      ends of one channel (a select never matches itself, see select.c), and when reservations
+ *      hold every slot: then reservations (never senders) may wait beside receivers.
  *   2. recvq_ non-empty implies len_ == 0; sendq_ non-empty implies len_ == cap_. A value never
  *      waits in a queue while the buffer could take it, and a receiver never waits while the
  *      buffer holds one.
@@ -25,17 +28,26 @@
  */
 #include "uvchan-internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+
+static _Atomic uint64_t uvchan__next_chan_id = 1;
 
 /* The "buffer" of every buffered channel of zero-size elements: it holds only a count, but the
  * ring arithmetic (buf_ + i * 0) must not start from a null pointer, which C leaves undefined. */
 static char uvchan__no_elems[1];
 
 int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
+  int err;
   if (!uvchan__ctx_ok(ctx) || ch == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
   if (elem_size != 0 && capacity > SIZE_MAX / elem_size)
     return UV_EINVAL;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
+  /* A live channel sits in its context's list: initialising it again would corrupt that list. */
+  if (UVCHAN__MAGIC_IS(ch, UVCHAN__CHAN_MAGIC))
+    return UV_EBUSY;
   memset(ch, 0, sizeof(*ch));
   if (elem_size != 0 && capacity != 0) {
     ch->buf_ = malloc(elem_size * capacity);
@@ -47,6 +59,8 @@ int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capaci
   ch->ctx_ = ctx;
   ch->elem_size_ = elem_size;
   ch->cap_ = capacity;
+  ch->ring_ = capacity;
+  ch->id_ = atomic_fetch_add_explicit(&uvchan__next_chan_id, 1, memory_order_relaxed);
   uvchan__list_init(&ch->sendq_);
   uvchan__list_init(&ch->recvq_);
   uvchan__list_push(&ctx->chans_, &ch->link_);
@@ -68,14 +82,20 @@ void uvchan__withdraw(uvchan_req_t* req) {
         uvchan__list_remove(&sel->cases_[i].w_.link);
   } else if (req->w_.link.next != NULL) {
     uvchan__list_remove(&req->w_.link);
-    if (req->type == UVCHAN_REQ_WG_WAIT)
+    if (req->type == UVCHAN_REQ_WG_WAIT) {
       req->ctx_->nwaiting_--;
+      uvchan__wg_waiter_left((uvchan_wg_t*)req->w_.value);
+    }
   }
   if (req->state_ & UVCHAN__REQ_DEADLINE)
     uvchan__deadline_remove(req);
 }
 
 void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
+  if (req->type == UVCHAN_REQ_AWAIT) {
+    uvchan__await_abort(req, status); /* the operation outside uvchan decides when it ends */
+    return;
+  }
   /* A select is traced by the operation that completes or closes it, not per case; a waiting
    * select's index is still -1, which is what its callback must see. */
   if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
@@ -97,7 +117,7 @@ void uvchan__wake_slow(struct uvchan__waiter_s* w, int status) {
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
                       void (*cb)(void)) {
   /* Reads a field of caller memory that may be uninitialised: the only way to recognise a
-   * request that is still pending (cmake/valgrind.supp explains this to memcheck). */
+   * request that is still pending (the caller's UVCHAN__GATE told memcheck it is deliberate). */
   if (req->magic_ == UVCHAN__REQ_MAGIC)
     return UV_EBUSY;
   uvchan__req_prepare(req, ctx, type, cb, 0);
@@ -114,6 +134,8 @@ UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, u
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0))
+    return status;
   if (UVCHAN__UNLIKELY(uvchan__req_begin(
           req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, cb) != 0))
     return UV_EBUSY;
@@ -154,6 +176,8 @@ int uvchan_try_send(uvchan_t* ch, const void* value) {
   int status;
   if (!uvchan__chan_ok(ch) || (value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
+    return UV_EPERM;
   status = uvchan__send_now(ch, value, NULL);
   return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
@@ -162,13 +186,17 @@ int uvchan_try_recv(uvchan_t* ch, void* value) {
   int status;
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
+    return UV_EPERM;
   status = uvchan__recv_now(ch, value, NULL);
   return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
 }
 
 int uvchan_cancel(uvchan_req_t* req) {
-  if (req == NULL || req->magic_ != UVCHAN__REQ_MAGIC)
+  if (req == NULL || !UVCHAN__MAGIC_IS(req, UVCHAN__REQ_MAGIC))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(req->ctx_))
+    return UV_EPERM;
   if (req->state_ & UVCHAN__REQ_QUEUED)
     return UV_EBUSY; /* already matched: the callback will report what really happened */
   uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
@@ -181,14 +209,17 @@ uvchan_task_t* uvchan_req_task(const uvchan_req_t* req) {
 
 /* ---- close and teardown ---- */
 
-/* Completes every waiter of queue `q` with `status`. A select waiting on this channel leaves
- * all its queues, possibly more entries of this very queue: so pop from the head each time. */
+/* Completes every waiter of queue `q` with `status`; a receiver that gets UV_EOF gets the zero
+ * value too. A select waiting on this channel leaves all its queues, possibly more entries of
+ * this very queue: so pop from the head each time. */
 static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int status) {
   struct uvchan__waiter_s* w;
   while (!uvchan__list_empty(q)) {
     w = uvchan__first_waiter(q);
     if (status == UV_ECANCELED)
       UVCHAN__TRACE(ch, UVCHAN_TRACE_CANCEL, w->op, w->req, NULL, NULL);
+    else if (status == UV_EOF && w->value != NULL)
+      memset(w->value, 0, ch->elem_size_);
     uvchan__wake(w, status);
   }
 }
@@ -196,6 +227,8 @@ static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int statu
 int uvchan_close(uvchan_t* ch) {
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
   if (ch->flags_ & UVCHAN__CHAN_CLOSED)
     return UV_EPIPE;
   ch->flags_ |= UVCHAN__CHAN_CLOSED;
@@ -208,13 +241,15 @@ int uvchan_close(uvchan_t* ch) {
 int uvchan_destroy(uvchan_t* ch) {
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
   uvchan__fail_queue(ch, &ch->recvq_, UV_ECANCELED);
   uvchan__fail_queue(ch, &ch->sendq_, UV_ECANCELED);
   /* Values accepted by a send but never received go to the destructor, oldest first. */
   while (ch->len_ > 0) {
     if (ch->dtor_ != NULL)
       ch->dtor_(ch, ch->buf_ + ch->head_ * ch->elem_size_);
-    if (++ch->head_ == ch->cap_)
+    if (++ch->head_ == ch->ring_)
       ch->head_ = 0;
     ch->len_--;
   }
@@ -225,6 +260,54 @@ int uvchan_destroy(uvchan_t* ch) {
   ch->ctx_->nchans_--;
   ch->magic_ = 0;
   return 0;
+}
+
+/* ---- overflow policies ---- */
+
+void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req) {
+  size_t i;
+  ch->dropped_++;
+  switch (ch->overflow_) {
+    case UVCHAN_OVERFLOW_DROP_NEWEST: /* the value sent goes, the buffer stays */
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, (void*)value);
+      return;
+    case UVCHAN_OVERFLOW_DROP_OLDEST: /* the oldest goes; the value sent joins at the back */
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, ch->buf_ + ch->head_ * ch->elem_size_);
+      uvchan__take(ch, NULL);
+      uvchan__put(ch, value);
+      break;
+    default: /* UVCHAN_OVERFLOW_CONFLATE: the newest buffered value is replaced */
+      i = ch->head_ + ch->len_ - 1;
+      if (i >= ch->ring_)
+        i -= ch->ring_;
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, ch->buf_ + i * ch->elem_size_);
+      uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
+      break;
+  }
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
+}
+
+int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy) {
+  if (!uvchan__chan_ok(ch) || (unsigned)policy > UVCHAN_OVERFLOW_CONFLATE || ch->ring_ == 0 ||
+      ch->cap_ != ch->ring_)
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
+  if (!uvchan__list_empty(&ch->sendq_))
+    return UV_EBUSY;
+  ch->overflow_ = policy;
+  if (policy == UVCHAN_OVERFLOW_BLOCK)
+    ch->flags_ &= ~UVCHAN__CHAN_OVERFLOW;
+  else
+    ch->flags_ |= UVCHAN__CHAN_OVERFLOW;
+  return 0;
+}
+
+uint64_t uvchan_dropped(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->dropped_ : 0;
 }
 
 int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
@@ -250,7 +333,7 @@ size_t uvchan_len(const uvchan_t* ch) {
 }
 
 size_t uvchan_cap(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->cap_ : 0;
+  return uvchan__chan_ok(ch) ? ch->ring_ : 0;
 }
 
 size_t uvchan_elem_size(const uvchan_t* ch) {

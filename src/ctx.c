@@ -12,6 +12,7 @@
  * one uv_timer_t armed for the earliest: 100k deadlines cost one timer, not 100k. */
 #include "uvchan-internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 const char* uvchan_version_string(void) {
@@ -23,6 +24,127 @@ const char* uvchan_version_string(void) {
 
 unsigned int uvchan_version(void) {
   return UVCHAN_VERSION_HEX;
+}
+
+UVCHAN__TLS char uvchan__thread_mark;
+const char uvchan__handle_tag = 0;
+int uvchan__memcheck;
+
+/* Whether memcheck runs this process: only memcheck answers the V-bits request (1), any other
+ * tool or none answers 0. */
+static int uvchan__detect_memcheck(void) {
+#if defined(UVCHAN__HAVE_VALGRIND)
+  unsigned char x = 0, vbits = 0;
+  if (RUNNING_ON_VALGRIND)
+    return VALGRIND_GET_VBITS(&x, &vbits, 1) == 1;
+#endif
+  return 0;
+}
+
+/* Points the context's gate at the calling thread's marker, or closes it (see UVCHAN__GATE). */
+static void uvchan__ctx_bind(uvchan_ctx_t* ctx) {
+  ctx->thread_ = &uvchan__thread_mark;
+  ctx->gate_ = (uvchan__memcheck || (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)) ? NULL : ctx->thread_;
+}
+
+int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic) {
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  if (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)
+    return UV_ECANCELED;
+  if (magic != NULL)
+    UVCHAN__VG_DEFINED(magic, sizeof(uint32_t));
+  return 0;
+}
+
+/* ---- registry of live contexts ----
+ *
+ * Objects that may outlive their context (wait groups) must tell that it closed without reading
+ * it: its memory may be gone. Each live context holds a slot whose value is its generation, a
+ * number never used twice; closing the context retires it, and an object compares the slot with
+ * the generation it saved. Slots live in chunks that are never freed, so the comparison reads
+ * valid memory from any thread. */
+enum { UVCHAN__SLOT_CHUNK = 4096, UVCHAN__SLOT_CHUNKS = 4096 };
+
+/* A free slot holds UVCHAN__SLOT_FREE | (next free slot + 1): never a generation. The first
+ * chunk is static, so a program with fewer than 4096 live contexts allocates nothing here. */
+#define UVCHAN__SLOT_FREE ((uint64_t)1 << 63)
+
+static _Atomic uint64_t uvchan__slots0[UVCHAN__SLOT_CHUNK];
+/* Chunk pointers are written once, under the lock, and read by any thread without it. */
+static _Atomic uint64_t* _Atomic uvchan__slots[UVCHAN__SLOT_CHUNKS] = {uvchan__slots0};
+static uint32_t uvchan__free_head; /* first free slot + 1; 0: none */
+static uint32_t uvchan__nslots;    /* slots ever handed out */
+static uint64_t uvchan__next_gen = 1;
+static uv_once_t uvchan__registry_once = UV_ONCE_INIT;
+static uv_mutex_t uvchan__registry_lock;
+
+static void uvchan__registry_init(void) {
+  if (uv_mutex_init(&uvchan__registry_lock) != 0)
+    abort();
+}
+
+static _Atomic uint64_t* uvchan__slot(uint32_t slot) {
+  _Atomic uint64_t* chunk =
+      atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_acquire);
+  return &chunk[slot % UVCHAN__SLOT_CHUNK];
+}
+
+static int uvchan__registry_enter(uvchan_ctx_t* ctx) {
+  uint32_t slot;
+  int err = 0;
+
+  uv_once(&uvchan__registry_once, uvchan__registry_init);
+  uv_mutex_lock(&uvchan__registry_lock);
+  if (uvchan__free_head != 0) {
+    slot = uvchan__free_head - 1;
+    uvchan__free_head =
+        (uint32_t)(atomic_load_explicit(uvchan__slot(slot), memory_order_relaxed) &
+                   ~UVCHAN__SLOT_FREE);
+  } else if (uvchan__nslots == (uint32_t)UVCHAN__SLOT_CHUNK * UVCHAN__SLOT_CHUNKS) {
+    err = UV_ENOMEM;
+  } else {
+    _Atomic uint64_t* chunk;
+    slot = uvchan__nslots;
+    chunk = atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_relaxed);
+    if (chunk == NULL) {
+      chunk = calloc(UVCHAN__SLOT_CHUNK, sizeof(uint64_t));
+      atomic_store_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], chunk,
+                            memory_order_release);
+    }
+    if (chunk == NULL)
+      err = UV_ENOMEM;
+    else
+      uvchan__nslots++;
+  }
+  if (err == 0) {
+    ctx->slot_ = slot;
+    ctx->gen_ = uvchan__next_gen++;
+    atomic_store_explicit(uvchan__slot(slot), ctx->gen_, memory_order_release);
+  }
+  uv_mutex_unlock(&uvchan__registry_lock);
+  return err;
+}
+
+static void uvchan__registry_leave(uvchan_ctx_t* ctx) {
+  uv_mutex_lock(&uvchan__registry_lock);
+  atomic_store_explicit(uvchan__slot(ctx->slot_), UVCHAN__SLOT_FREE | uvchan__free_head,
+                        memory_order_release);
+  uvchan__free_head = ctx->slot_ + 1;
+  uv_mutex_unlock(&uvchan__registry_lock);
+}
+
+int uvchan__ctx_alive(uint32_t slot, uint64_t gen) {
+  _Atomic uint64_t* chunk;
+  if (slot / UVCHAN__SLOT_CHUNK >= UVCHAN__SLOT_CHUNKS)
+    return 0;
+  chunk = atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_acquire);
+  return chunk != NULL &&
+         atomic_load_explicit(&chunk[slot % UVCHAN__SLOT_CHUNK], memory_order_acquire) == gen;
+}
+
+int uvchan_handle_owned(const uv_handle_t* handle) {
+  return handle != NULL && handle->data == (void*)&uvchan__handle_tag;
 }
 
 /* ---- completion delivery ---- */
@@ -42,21 +164,30 @@ static void uvchan__deliver(uvchan_req_t* req) {
     case UVCHAN_REQ_SELECT:
       ((uvchan_select_cb)cb)((uvchan_select_t*)req, status);
       break;
+    case UVCHAN_REQ_RESERVE:
+      ((uvchan_reserve_cb)cb)((uvchan_reserve_t*)req, status);
+      break;
     default:
       ((uvchan_req_cb)cb)(req, status);
       break;
   }
 }
 
-/* Delivers up to batch_ completions. Tasks share the budget: a task that parks hands over to the
- * next task in the queue directly (task.c), spending ctx->budget_, and only comes back here for
- * a callback; callbacks count against a local copy, so they cost no memory traffic for it. */
-static void uvchan__on_idle(uv_idle_t* idle) {
-  uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(idle, uvchan_ctx_t, idle_);
+/* Delivers up to batch_ completions, from the check phase: right after the poll, so that a task
+ * woken by an I/O or timer callback runs in the same loop iteration (one uv_run(UV_RUN_NOWAIT) per
+ * hop is enough). Tasks share the budget: a task that parks hands over to the next task in the
+ * queue directly (task.c), spending ctx->budget_, and only comes back here for a callback;
+ * callbacks count against a local copy, so they cost no memory traffic for it. Delivery stops as
+ * soon as uv_stop() was called, as Go's scheduler stops at once. */
+static void uvchan__on_check(uv_check_t* check) {
+  uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(check, uvchan_ctx_t, check_);
+  uv_loop_t* loop = ctx->loop;
   unsigned budget = ctx->batch_;
   uvchan_req_t* req;
 
-  while (budget > 0 && ctx->qhead_ != NULL) {
+  if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ctx)))
+    uvchan__ctx_bind(ctx); /* the context belongs to the thread that runs its loop */
+  while (budget > 0 && ctx->qhead_ != NULL && !loop->stop_flag) {
     req = uvchan__queue_take(ctx);
     budget--;
     if (req->state_ & UVCHAN__REQ_TASK) {
@@ -69,14 +200,23 @@ static void uvchan__on_idle(uv_idle_t* idle) {
   }
   if (ctx->qhead_ == NULL) {
     uv_idle_stop(&ctx->idle_);
+    uv_check_stop(&ctx->check_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
+    if (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)
+      uvchan__ctx_shutdown_step(ctx);
     uvchan__ctx_maybe_finish_close(ctx);
   }
+}
+
+/* The idle handle does nothing: while it is active, the poll does not block. */
+static void uvchan__on_idle(uv_idle_t* idle) {
+  (void)idle;
 }
 
 void uvchan__idle_start(uvchan_ctx_t* ctx) {
   ctx->flags_ |= UVCHAN__CTX_IDLE_ON;
   uv_idle_start(&ctx->idle_, uvchan__on_idle);
+  uv_check_start(&ctx->check_, uvchan__on_check);
 }
 
 /* ---- deadline heap: a pairing heap threaded through the requests ---- */
@@ -246,21 +386,45 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
 
   if (loop == NULL || ctx == NULL)
     return UV_EINVAL;
+  if (UVCHAN__MAGIC_IS(ctx, UVCHAN__CTX_MAGIC))
+    return UV_EBUSY;
+  uvchan__memcheck = uvchan__detect_memcheck();
   memset(ctx, 0, sizeof(*ctx));
   ctx->loop = loop;
-  err = uv_idle_init(loop, &ctx->idle_);
+  err = uv_check_init(loop, &ctx->check_);
   if (err != 0)
     return err;
-  err = uv_timer_init(loop, &ctx->timer_);
+  err = uv_idle_init(loop, &ctx->idle_);
+  if (err == 0) {
+    err = uv_timer_init(loop, &ctx->timer_);
+    if (err != 0)
+      uv_close((uv_handle_t*)&ctx->idle_, NULL);
+  }
   if (err != 0) {
-    uv_close((uv_handle_t*)&ctx->idle_, NULL);
+    uv_close((uv_handle_t*)&ctx->check_, NULL);
     return err;
   }
+  /* The idle handle keeps the loop alive while completions are queued; the check handle that
+   * delivers them never does on its own. */
+  uv_unref((uv_handle_t*)&ctx->check_);
+  ctx->check_.data = (void*)&uvchan__handle_tag;
+  ctx->idle_.data = (void*)&uvchan__handle_tag;
+  ctx->timer_.data = (void*)&uvchan__handle_tag;
+  uvchan__ctx_bind(ctx);
   ctx->timer_due_ = UINT64_MAX;
   ctx->batch_ = UVCHAN_DEFAULT_BATCH;
   ctx->next_task_id_ = 1;
   uvchan__list_init(&ctx->chans_);
   uvchan__list_init(&ctx->tasks_);
+  uvchan__list_init(&ctx->wgs_);
+  uvchan__list_init(&ctx->res_);
+  err = uvchan__registry_enter(ctx);
+  if (err != 0) {
+    uv_close((uv_handle_t*)&ctx->check_, NULL);
+    uv_close((uv_handle_t*)&ctx->idle_, NULL);
+    uv_close((uv_handle_t*)&ctx->timer_, NULL);
+    return err;
+  }
   ctx->magic_ = UVCHAN__CTX_MAGIC;
   uvchan_ctx_seed(ctx, (uint64_t)(uintptr_t)ctx ^ uv_hrtime());
   env = getenv("UVCHAN_TRACE");
@@ -269,8 +433,7 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   return 0;
 }
 
-static void uvchan__on_handle_closed(uv_handle_t* h) {
-  uvchan_ctx_t* ctx = (uvchan_ctx_t*)h->data;
+static void uvchan__handle_done(uvchan_ctx_t* ctx) {
   if (--ctx->nhandles_ == 0) {
     ctx->magic_ = 0;
     if (ctx->close_cb_ != NULL)
@@ -278,33 +441,190 @@ static void uvchan__on_handle_closed(uv_handle_t* h) {
   }
 }
 
+static void uvchan__on_check_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, check_));
+}
+
+static void uvchan__on_idle_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, idle_));
+}
+
+static void uvchan__on_timer_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, timer_));
+}
+
+static void uvchan__on_stack_timer_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, stack_timer_));
+}
+
+static void uvchan__on_probe_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, probe_));
+}
+
+/* The application closed some of the context's handles itself (a uv_walk() close-all): libuv
+ * will finish them, and call the application's close callback, in some later closing phase. The
+ * context's memory must outlive that, so the close callback waits until none of them is still in
+ * the loop's handle list. */
+typedef struct {
+  uvchan_ctx_t* ctx;
+  int found;
+} uvchan__probe_t;
+
+static void uvchan__probe_find(uv_handle_t* h, void* arg) {
+  uvchan__probe_t* p = (uvchan__probe_t*)arg;
+  if (h == (uv_handle_t*)&p->ctx->check_ || h == (uv_handle_t*)&p->ctx->idle_ ||
+      h == (uv_handle_t*)&p->ctx->timer_ || h == (uv_handle_t*)&p->ctx->stack_timer_)
+    p->found = 1;
+}
+
+static void uvchan__on_probe(uv_idle_t* idle) {
+  uvchan__probe_t p;
+  p.ctx = UVCHAN__CONTAINER_OF(idle, uvchan_ctx_t, probe_);
+  p.found = 0;
+  uv_walk(idle->loop, uvchan__probe_find, &p);
+  if (!p.found)
+    uv_close((uv_handle_t*)idle, uvchan__on_probe_closed);
+}
+
+static void uvchan__close_handle(uvchan_ctx_t* ctx, uv_handle_t* h, uv_close_cb cb, int* foreign) {
+  if (uv_is_closing(h)) {
+    *foreign = 1;
+    return;
+  }
+  ctx->nhandles_++;
+  uv_close(h, cb);
+}
+
 /* Closes the handles once the close was asked for and the last completion is delivered. */
 void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
+  int foreign = 0;
+
   if (!(ctx->flags_ & UVCHAN__CTX_CLOSING) || (ctx->flags_ & UVCHAN__CTX_HANDLES_CLOSING) ||
-      ctx->qhead_ != NULL)
+      ctx->qhead_ != NULL || ctx->nclosing_ != 0)
     return;
   ctx->flags_ |= UVCHAN__CTX_HANDLES_CLOSING;
   uvchan__task_pools_free(ctx);
-  ctx->nhandles_ = 2;
-  ctx->idle_.data = ctx;
-  ctx->timer_.data = ctx;
-  uv_close((uv_handle_t*)&ctx->idle_, uvchan__on_handle_closed);
-  uv_close((uv_handle_t*)&ctx->timer_, uvchan__on_handle_closed);
-  if (ctx->stack_timer_.type == UV_TIMER) { /* initialised with the first task */
+  ctx->nhandles_ = 1; /* held until every close below is started */
+  uvchan__close_handle(ctx, (uv_handle_t*)&ctx->check_, uvchan__on_check_closed, &foreign);
+  uvchan__close_handle(ctx, (uv_handle_t*)&ctx->idle_, uvchan__on_idle_closed, &foreign);
+  uvchan__close_handle(ctx, (uv_handle_t*)&ctx->timer_, uvchan__on_timer_closed, &foreign);
+  if (ctx->stack_timer_.type == UV_TIMER) /* initialised with the first task (stack.c) */
+    uvchan__close_handle(ctx, (uv_handle_t*)&ctx->stack_timer_, uvchan__on_stack_timer_closed,
+                         &foreign);
+  if (foreign) {
+    uv_idle_init(ctx->loop, &ctx->probe_); /* cannot fail */
+    ctx->probe_.data = (void*)&uvchan__handle_tag;
     ctx->nhandles_++;
-    ctx->stack_timer_.data = ctx;
-    uv_close((uv_handle_t*)&ctx->stack_timer_, uvchan__on_handle_closed);
+    uv_idle_start(&ctx->probe_, uvchan__on_probe);
   }
+  ctx->nhandles_--; /* never 0 here: some close is pending, so the callback comes from the loop */
 }
 
 int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
   if (!uvchan__ctx_ok(ctx) || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
-  if (ctx->nchans_ != 0 || ctx->ntasks_ != 0 || ctx->nwaiting_ != 0 || ctx->heap_ != NULL)
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  if (ctx->nchans_ != 0 || ctx->ntasks_ != 0 || ctx->nwaiting_ != 0 || ctx->heap_ != NULL ||
+      ctx->nres_ != 0)
     return UV_EBUSY;
+  uvchan__registry_leave(ctx); /* its wait groups are retired from now on */
   ctx->flags_ |= UVCHAN__CTX_CLOSING;
   ctx->close_cb_ = cb;
   uvchan__ctx_maybe_finish_close(ctx);
+  return 0;
+}
+
+void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx) {
+  ctx->nclosing_++;
+}
+
+void uvchan__ctx_closing_end(uvchan_ctx_t* ctx) {
+  if (--ctx->nclosing_ == 0)
+    uvchan__ctx_maybe_finish_close(ctx);
+}
+
+/* ---- graceful shutdown ---- */
+
+void uvchan__res_add(uvchan_ctx_t* ctx, struct uvchan__res_s* res,
+                     void (*shutdown)(struct uvchan__res_s*)) {
+  res->shutdown = shutdown;
+  uvchan__list_push(&ctx->res_, &res->link);
+  ctx->nres_++;
+}
+
+void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res) {
+  if (res->link.next == NULL)
+    return;
+  uvchan__list_remove(&res->link);
+  ctx->nres_--;
+  if (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)
+    uvchan__ctx_shutdown_step(ctx);
+}
+
+/* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head. */
+static void uvchan__cancel_queue(struct uvchan__link_s* q) {
+  while (!uvchan__list_empty(q))
+    uvchan__abort(uvchan__first_waiter(q)->req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
+}
+
+int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
+  struct uvchan__link_s* l;
+  struct uvchan__link_s* next;
+  uvchan_t* ch;
+  uvchan_wg_t* wg;
+
+  if (!uvchan__ctx_ok(ctx) || (ctx->flags_ & (UVCHAN__CTX_CLOSING | UVCHAN__CTX_SHUTDOWN)))
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  ctx->flags_ |= UVCHAN__CTX_SHUTDOWN;
+  ctx->gate_ = NULL; /* every start call now takes the slow path, which refuses it */
+  ctx->close_cb_ = cb;
+  for (l = ctx->tasks_.next; l != &ctx->tasks_; l = next) {
+    next = l->next;
+    uvchan__task_cancel((uvchan_task_t*)l); /* the task's list link is its first field */
+  }
+  for (l = ctx->chans_.next; l != &ctx->chans_; l = l->next) {
+    ch = UVCHAN__CONTAINER_OF(l, uvchan_t, link_);
+    uvchan__cancel_queue(&ch->recvq_);
+    uvchan__cancel_queue(&ch->sendq_);
+  }
+  while (!uvchan__list_empty(&ctx->wgs_)) { /* each leaves the list with its last waiter */
+    wg = UVCHAN__CONTAINER_OF(ctx->wgs_.next, uvchan_wg_t, link_);
+    uvchan__cancel_queue(&wg->waiters_);
+  }
+  /* Whatever still runs (tasks unwinding, cancellations to deliver) ends in the delivery, which
+   * moves the shutdown on; with nothing queued, the step runs now (its close is asynchronous). */
+  if (ctx->qhead_ == NULL)
+    uvchan__ctx_shutdown_step(ctx);
+  return 0;
+}
+
+void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx) {
+  if ((ctx->flags_ & (UVCHAN__CTX_CLOSING | UVCHAN__CTX_STEPPING)) || ctx->ntasks_ != 0 ||
+      ctx->qhead_ != NULL)
+    return;
+  ctx->flags_ |= UVCHAN__CTX_STEPPING;
+  if (!(ctx->flags_ & UVCHAN__CTX_RES_CLOSED)) {
+    ctx->flags_ |= UVCHAN__CTX_RES_CLOSED;
+    while (!uvchan__list_empty(&ctx->res_)) /* each hook unregisters its resource */
+      ((struct uvchan__res_s*)ctx->res_.next)->shutdown((struct uvchan__res_s*)ctx->res_.next);
+  }
+  if (ctx->nres_ == 0) {
+    while (!uvchan__list_empty(&ctx->chans_))
+      uvchan_destroy(UVCHAN__CONTAINER_OF(ctx->chans_.next, uvchan_t, link_));
+    ctx->flags_ &= ~UVCHAN__CTX_SHUTDOWN; /* now an ordinary close */
+    if (uvchan_ctx_close(ctx, ctx->close_cb_) != 0)
+      ctx->flags_ |= UVCHAN__CTX_SHUTDOWN; /* not yet: uvchan__res_remove() comes back here */
+  }
+  ctx->flags_ &= ~UVCHAN__CTX_STEPPING;
+}
+
+int uvchan_ctx_bind_thread(uvchan_ctx_t* ctx) {
+  if (!uvchan__ctx_ok(ctx))
+    return UV_EINVAL;
+  uvchan__ctx_bind(ctx);
   return 0;
 }
 
@@ -393,23 +713,39 @@ void uvchan_trace_print(const uvchan_trace_t* ev, void* arg) {
 
 /* ---- deadlock report ---- */
 
-static size_t uvchan__walk_queue(uvchan_t* ch, struct uvchan__link_s* q, uvchan_walk_cb cb,
-                                 void* arg) {
-  struct uvchan__link_s* l;
-  struct uvchan__waiter_s* w;
+/* Reports waiter `w` of a channel or wait group; a select only at its first waiting case. */
+static size_t uvchan__walk_waiter(struct uvchan__waiter_s* w, uvchan_walk_cb cb, void* arg) {
+  uvchan_req_t* req = w->req;
+  uvchan_select_t* sel;
   uvchan_waiting_t info;
-  size_t n = 0;
+  unsigned i;
 
-  for (l = q->next; l != q; l = l->next) {
-    w = (struct uvchan__waiter_s*)l;
-    info.req = w->req;
-    info.task = uvchan__req_task(w->req);
-    info.chan = ch;
-    info.op = (uvchan_op)w->op;
-    if (cb != NULL)
-      cb(&info, arg);
-    n++;
+  info.req = req;
+  info.task = uvchan__req_task(req);
+  info.type = req->type;
+  info.chan = w->chan;
+  info.op = (uvchan_op)w->op;
+  info.cases = NULL;
+  info.ncases = 0;
+  if (req->type == UVCHAN_REQ_SELECT) {
+    sel = (uvchan_select_t*)req;
+    for (i = 0; sel->cases_[i].w_.link.next == NULL; i++)
+      ;
+    if (&sel->cases_[i].w_ != w)
+      return 0;
+    info.cases = sel->cases_;
+    info.ncases = sel->ncases_;
   }
+  if (cb != NULL)
+    cb(&info, arg);
+  return 1;
+}
+
+static size_t uvchan__walk_queue(struct uvchan__link_s* q, uvchan_walk_cb cb, void* arg) {
+  struct uvchan__link_s* l;
+  size_t n = 0;
+  for (l = q->next; l != q; l = l->next)
+    n += uvchan__walk_waiter((struct uvchan__waiter_s*)l, cb, arg);
   return n;
 }
 
@@ -417,25 +753,21 @@ size_t uvchan_ctx_walk_waiting(uvchan_ctx_t* ctx, uvchan_walk_cb cb, void* arg) 
   struct uvchan__link_s* l;
   uvchan_t* ch;
   size_t n = 0;
-  uvchan_task_t* t;
   uvchan_waiting_t info;
 
   if (!uvchan__ctx_ok(ctx))
     return 0;
   for (l = ctx->chans_.next; l != &ctx->chans_; l = l->next) {
     ch = UVCHAN__CONTAINER_OF(l, uvchan_t, link_);
-    n += uvchan__walk_queue(ch, &ch->sendq_, cb, arg);
-    n += uvchan__walk_queue(ch, &ch->recvq_, cb, arg);
+    n += uvchan__walk_queue(&ch->sendq_, cb, arg);
+    n += uvchan__walk_queue(&ch->recvq_, cb, arg);
   }
-  /* Tasks waiting on a wait group wait on no channel: find them through the task list. */
+  for (l = ctx->wgs_.next; l != &ctx->wgs_; l = l->next)
+    n += uvchan__walk_queue(&UVCHAN__CONTAINER_OF(l, uvchan_wg_t, link_)->waiters_, cb, arg);
+  /* Tasks parked on no queue: sleeps, awaits, nil channels. */
   for (l = ctx->tasks_.next; l != &ctx->tasks_; l = l->next) {
-    t = (uvchan_task_t*)l; /* the task's list link is its first field */
-    if (uvchan__task_wait_name(t) == NULL)
+    if (!uvchan__task_waits_elsewhere((uvchan_task_t*)l, &info))
       continue;
-    info.req = NULL;
-    info.task = t;
-    info.chan = NULL;
-    info.op = (uvchan_op)0;
     if (cb != NULL)
       cb(&info, arg);
     n++;
@@ -443,8 +775,20 @@ size_t uvchan_ctx_walk_waiting(uvchan_ctx_t* ctx, uvchan_walk_cb cb, void* arg) 
   return n;
 }
 
+static void uvchan__print_chan_op(FILE* out, const uvchan_t* ch, unsigned op) {
+  fprintf(out, "%s ", op == UVCHAN_OP_SEND ? "send on" : "receive from");
+  if (ch == NULL)
+    fprintf(out, "a nil channel");
+  else if (ch->name_ != NULL)
+    fprintf(out, "channel \"%s\"", ch->name_);
+  else
+    fprintf(out, "channel %p", (const void*)ch);
+}
+
 static void uvchan__report_one(const uvchan_waiting_t* w, void* arg) {
   FILE* out = (FILE*)arg;
+  unsigned i, k = 0;
+
   fprintf(out, "  ");
   if (w->task != NULL) {
     if (uvchan_task_name(w->task) != NULL)
@@ -455,16 +799,30 @@ static void uvchan__report_one(const uvchan_waiting_t* w, void* arg) {
   } else {
     fprintf(out, "request %p", (void*)w->req);
   }
-  if (w->chan == NULL) {
-    fprintf(out, ": %s\n", w->task != NULL ? uvchan__task_wait_name(w->task) : "wait");
-    return;
+  fprintf(out, ": ");
+  switch (w->type) {
+    case UVCHAN_REQ_WG_WAIT: fprintf(out, "wait on a wait group"); break;
+    case UVCHAN_REQ_SLEEP: fprintf(out, "sleep"); break;
+    case UVCHAN_REQ_AWAIT: fprintf(out, "await an operation"); break;
+    case UVCHAN_REQ_SELECT:
+      fprintf(out, "select {");
+      for (i = 0; i < w->ncases; i++) {
+        if (w->cases[i].chan == NULL)
+          continue;
+        fprintf(out, "%s", k++ == 0 ? " " : "; ");
+        uvchan__print_chan_op(out, w->cases[i].chan, w->cases[i].op);
+      }
+      fprintf(out, "%s}", k == 0 ? "} (no usable case: blocks forever" : " ");
+      if (k == 0)
+        fprintf(out, ")");
+      break;
+    default:
+      uvchan__print_chan_op(out, w->chan, w->op);
+      if (w->chan == NULL)
+        fprintf(out, " (blocks forever)");
+      break;
   }
-  fprintf(out, ": %s%s on ", w->req != NULL && w->req->type == UVCHAN_REQ_SELECT ? "select " : "",
-          w->op == UVCHAN_OP_SEND ? "send" : "receive");
-  if (w->chan->name_ != NULL)
-    fprintf(out, "channel \"%s\"\n", w->chan->name_);
-  else
-    fprintf(out, "channel %p\n", (void*)w->chan);
+  fprintf(out, "\n");
 }
 
 size_t uvchan_ctx_report(uvchan_ctx_t* ctx, FILE* out) {

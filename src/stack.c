@@ -138,8 +138,8 @@ static atomic_int uvchan__pm_how;
 
 /* ---- per thread: the alternate signal stack ---- */
 
-_Thread_local int uvchan__stack_thread_ready;
-static _Thread_local struct {
+UVCHAN__TLS int uvchan__stack_thread_ready;
+static UVCHAN__TLS struct {
   char* mem;                /* ours, when this thread had none; else NULL */
   size_t bytes;
   unsigned users;           /* contexts whose tasks started on this thread and still have stacks */
@@ -585,7 +585,7 @@ void uvchan__stack_put(uvchan__stack_t* st) {
  * beyond the hot set. The oldest free stacks sit at the bottom of each LIFO, so those are
  * free[ncold..low). Stops when no pool holds more resident free stacks than its hot set. */
 static void uvchan__scavenge(uv_timer_t* timer) {
-  uvchan__stacks_t* s = (uvchan__stacks_t*)timer->data;
+  uvchan__stacks_t* s = uvchan__task_stacks(UVCHAN__CONTAINER_OF(timer, uvchan_ctx_t, stack_timer_));
   struct uvchan__pool_s* p;
   struct iovec iov[256];
   size_t i, n, end, keep_from;
@@ -624,7 +624,7 @@ int uvchan__stacks_init(uvchan__stacks_t* s, uvchan_ctx_t* ctx) {
   if (err != 0)
     return err;
   uv_unref((uv_handle_t*)&ctx->stack_timer_); /* idle memory never keeps a loop running */
-  ctx->stack_timer_.data = s;
+  ctx->stack_timer_.data = (void*)&uvchan__handle_tag;
   memset(s, 0, sizeof(*s));
   s->timer = &ctx->stack_timer_;
   uvchan__stack_thread_enter();

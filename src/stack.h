@@ -59,19 +59,7 @@ __attribute__((noreturn, cold))
 void uvchan__stack_canary_broken(const uvchan__stack_t* st, const uvchan_task_t* t);
 /* Gives the calling thread an alternate signal stack when it has none. */
 void uvchan__stack_thread_setup(void);
-extern _Thread_local int uvchan__stack_thread_ready;
-
-/* Memcheck forgets memory the stack pointer has left, as an overflow's does: a canary read after
- * one is no error. */
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define UVCHAN__VG_DEFINED(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED(p, n))
-#endif
-#endif
-#if !defined(UVCHAN__VG_DEFINED)
-#define UVCHAN__VG_DEFINED(p, n) ((void)(p), (void)(n))
-#endif
+extern UVCHAN__TLS int uvchan__stack_thread_ready;
 
 /* At every switch out of a task: stacks with a guard region need nothing (an overflow faults at
  * once, and the fault handler names the task); a canary stack's canary must be whole. */
@@ -79,6 +67,7 @@ static inline void uvchan__stack_check(const uvchan__stack_t* st, const uvchan_t
   const uint64_t* c;
   if (UVCHAN__UNLIKELY(st->canary)) {
     c = (const uint64_t*)st->lo;
+    /* Memcheck forgets memory the stack pointer has left, as an overflow's does. */
     UVCHAN__VG_DEFINED(c, 2 * sizeof(uint64_t));
     if (c[0] != uvchan__stack_canary || c[1] != ~uvchan__stack_canary)
       uvchan__stack_canary_broken(st, t);

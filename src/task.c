@@ -29,6 +29,12 @@ void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_
 
 enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN__TASK_DEAD };
 
+/* Task flags. */
+enum { UVCHAN__TASK_CANCELLED = 1u << 0 };
+
+enum {
+  UVCHAN__TURN_MS = 2 /* the longest a task keeps the loop from polling */
+};
 struct uvchan_task_s {
   struct uvchan__link_s link; /* first: ctx->tasks_ (the report walks it) */
   union {
@@ -45,6 +51,12 @@ struct uvchan_task_s {
   void* fake_stack; /* AddressSanitizer's fake stack while switched out */
   uint64_t id;
   unsigned state;
+  unsigned flags;
+  /* Operations left before the task gives the loop a turn; counts down on every blocking call
+   * and is refilled (to coop_refill) whenever the task waits. A cancelled task refills to 1, so
+   * every call takes the slow path that returns UV_ECANCELED. */
+  unsigned coop;
+  unsigned coop_refill;
 };
 
 /* Per-context task runtime, allocated with the first task. */
@@ -58,7 +70,7 @@ struct uvchan__rt_s {
   uvchan__stacks_t stacks;
 };
 
-static _Thread_local uvchan_task_t* uvchan__current;
+static UVCHAN__TLS uvchan_task_t* uvchan__current;
 
 /* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
 #define UVCHAN__TASK_BYTES ((sizeof(uvchan_task_t) + 63) & ~(size_t)63)
@@ -74,6 +86,11 @@ void uvchan__task_pools_free(uvchan_ctx_t* ctx) {
 
 const uvchan__stack_t* uvchan__task_stack(const uvchan_task_t* t) {
   return &t->stack;
+}
+
+uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx) {
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
+  return rt != NULL ? &rt->stacks : NULL;
 }
 
 /* ---- switching ---- */
@@ -92,7 +109,8 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   uvchan_task_t* next;
 
   uvchan__stack_check(&t->stack, t);
-  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && t->ctx->budget_ > 0) {
+  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && t->ctx->budget_ > 0 &&
+      !t->ctx->loop->stop_flag) {
     t->ctx->budget_--;
     next = UVCHAN__CONTAINER_OF(uvchan__queue_take(t->ctx), uvchan_task_t, r.req);
     next->state = UVCHAN__TASK_RUNNING;
@@ -135,11 +153,13 @@ UVCHAN__INLINE void uvchan__task_landed(struct uvchan__rt_s* rt, void* fake) {
     uvchan__task_reap(rt);
 }
 
-/* Parks the running task until its request completes. */
+/* Parks the running task until its request completes; a task that waited starts a new run of
+ * its cooperative budget. */
 static void uvchan__task_park(uvchan_task_t* t) {
   t->state = UVCHAN__TASK_PARKED;
   if (uvchan__task_leave(t, &t->fake_stack))
     uvchan__task_landed((struct uvchan__rt_s*)t->ctx->pools_, t->fake_stack);
+  t->coop = t->coop_refill;
 }
 
 static void uvchan__task_finish(uvchan_task_t* t) {
@@ -187,11 +207,50 @@ uvchan_task_t* uvchan__req_task(const uvchan_req_t* req) {
   return UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
 }
 
-const char* uvchan__task_wait_name(const uvchan_task_t* t) {
-  if (t->state == UVCHAN__TASK_PARKED && t->r.req.type == UVCHAN_REQ_WG_WAIT &&
-      (t->r.req.state_ & UVCHAN__REQ_WAITING))
-    return "wait on a wait group";
-  return NULL;
+int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info) {
+  uvchan_req_t* req = &t->r.req;
+  unsigned i;
+
+  if (t->state != UVCHAN__TASK_PARKED || !(req->state_ & UVCHAN__REQ_WAITING))
+    return 0;
+  if (req->type == UVCHAN_REQ_WG_WAIT || req->w_.chan != NULL)
+    return 0; /* in a wait group's or a channel's queue: the walk finds it there */
+  if (req->type == UVCHAN_REQ_SELECT)
+    for (i = 0; i < t->r.sel.ncases_; i++)
+      if (t->r.sel.cases_[i].w_.link.next != NULL)
+        return 0;
+  info->req = req;
+  info->task = t;
+  info->type = req->type;
+  info->chan = NULL;
+  info->op = req->type <= UVCHAN_REQ_RECV ? (uvchan_op)req->w_.op : (uvchan_op)0;
+  info->cases = req->type == UVCHAN_REQ_SELECT ? t->r.sel.cases_ : NULL;
+  info->ncases = req->type == UVCHAN_REQ_SELECT ? t->r.sel.ncases_ : 0;
+  return 1;
+}
+
+uvchan_task_t* uvchan__task_current(void) {
+  return uvchan__current;
+}
+
+uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t) {
+  return &t->r.req;
+}
+
+int uvchan__task_block(uvchan_task_t* t) {
+  uvchan__task_park(t);
+  return t->r.req.status;
+}
+
+void uvchan__task_cancel(uvchan_task_t* t) {
+  uvchan_req_t* req = &t->r.req;
+  t->flags |= UVCHAN__TASK_CANCELLED;
+  t->coop = 1;
+  t->coop_refill = 1;
+  /* A wait not yet matched ends now; one already matched reports its real outcome. */
+  if (t->state == UVCHAN__TASK_PARKED && (req->state_ & UVCHAN__REQ_WAITING) &&
+      !(req->state_ & UVCHAN__REQ_QUEUED))
+    uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
 }
 
 /* ---- the task's request ---- */
@@ -212,10 +271,64 @@ static int uvchan__task_await(uvchan_task_t* t, uvchan_req_t* req, int done) {
   return req->status;
 }
 
+/* The slow path of a blocking call whose budget ran out: a cancelled task's call fails; any other
+ * task yields once (tokio's coop budget), then its call goes on. The yield lets every other ready
+ * task and callback run; when this loop iteration has been delivering for
+ * UVCHAN__TURN_MS already, it also ends the delivery, so that timers and I/O get their turn
+ * without a poll every UVCHAN_TASK_BUDGET operations. */
+static UVCHAN__NOINLINE int uvchan__task_coop(uvchan_task_t* t) {
+  uvchan_req_t* req;
+  if (!(t->flags & UVCHAN__TASK_CANCELLED)) {
+    if (uv_hrtime() / 1000000 >= uv_now(t->ctx->loop) + UVCHAN__TURN_MS)
+      t->ctx->budget_ = 0;
+    req = uvchan__task_req(t, UVCHAN_REQ_TASK);
+    uvchan__complete(req, 0);
+    uvchan__task_await(t, req, 0);
+    if (!(t->flags & UVCHAN__TASK_CANCELLED))
+      return 0;
+  }
+  t->coop = 1;
+  return UV_ECANCELED;
+}
+
+/* Spends one unit of the running task's budget: 0 to go on, or UV_ECANCELED. */
+UVCHAN__INLINE int uvchan__task_spend(uvchan_task_t* t) {
+  if (UVCHAN__LIKELY(--t->coop != 0))
+    return 0;
+  return uvchan__task_coop(t);
+}
+
+/* Parks the running task forever, as a blocking call on Go's nil channel: only its deadline, a
+ * cancel or a shutdown ends the wait. The request waits in no queue. */
+static int uvchan__task_block_nil(uvchan_task_t* t, uvchan_req_type type, unsigned op,
+                                  uint64_t timeout, int has_deadline) {
+  uvchan_req_t* req = uvchan__task_req(t, type);
+  req->w_.op = op;
+  req->state_ |= UVCHAN__REQ_WAITING;
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  uvchan__task_park(t);
+  return req->status;
+}
+
+/* A send or receive that is not an ordinary one: outside a task, on a bad channel or one of
+ * another context (UV_EINVAL), or on a nil channel, which blocks forever. Kept out of line, so
+ * that it costs the fast path nothing. */
+static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, unsigned op,
+                                                uint64_t timeout, int has_deadline) {
+  int status;
+  if (t == NULL || ch != NULL)
+    return UV_EINVAL;
+  if ((status = uvchan__task_spend(t)) != 0)
+    return status;
+  return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, op,
+                                timeout, has_deadline);
+}
+
 /* ---- spawning ---- */
 
-int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
-                      const uvchan_task_attr_t* attr) {
+static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_fn fn, void* arg,
+                         const uvchan_task_attr_t* attr) {
   size_t size = attr != NULL ? attr->stack_size : 0;
   struct uvchan__rt_s* rt;
   uvchan__stack_t st;
@@ -225,6 +338,8 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
 
   if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
   if (!uvchan__stack_size_ok(size))
     return UV_EINVAL;
   if (attr != NULL && attr->wg != NULL &&
@@ -255,6 +370,12 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   t->arg = arg;
   t->stack = st;
   t->id = ctx->next_task_id_++;
+  t->coop = UVCHAN_TASK_BUDGET;
+  t->coop_refill = UVCHAN_TASK_BUDGET;
+  if (ref != NULL) {
+    ref->task = t;
+    ref->id = t->id;
+  }
   if (attr != NULL) {
     t->name = attr->name;
     t->wg = attr->wg;
@@ -269,8 +390,60 @@ int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
   return 0;
 }
 
+int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
+                      const uvchan_task_attr_t* attr) {
+  return uvchan__spawn(ctx, NULL, fn, arg, attr);
+}
+
+int uvchan_task_spawn_ref(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_fn fn, void* arg,
+                          const uvchan_task_attr_t* attr) {
+  if (ref == NULL)
+    return UV_EINVAL;
+  return uvchan__spawn(ctx, ref, fn, arg, attr);
+}
+
 uvchan_task_t* uvchan_task_self(void) {
   return uvchan__current;
+}
+
+int uvchan_task_ref_self(uvchan_task_ref_t* ref) {
+  if (ref == NULL || uvchan__current == NULL)
+    return UV_EINVAL;
+  ref->task = uvchan__current;
+  ref->id = uvchan__current->id;
+  return 0;
+}
+
+/* A reference names a live task when the struct it points at still carries its id: task structs
+ * live in stack chunks that stay mapped until the context closes, and ids are never reused, so
+ * an ended task's struct (reused by a later task, or released to zeros) never matches. */
+static uvchan_task_t* uvchan__ref_task(const uvchan_task_ref_t* ref) {
+  uvchan_task_t* t = ref->task;
+  if (t->id != ref->id || t->state == UVCHAN__TASK_DEAD)
+    return NULL;
+  return t;
+}
+
+int uvchan_task_cancel(const uvchan_task_ref_t* ref) {
+  uvchan_task_t* t;
+  if (ref == NULL || ref->task == NULL || ref->id == 0)
+    return UV_EINVAL;
+  if ((t = uvchan__ref_task(ref)) == NULL)
+    return UV_ESRCH;
+  if (!UVCHAN__ON_THREAD(t->ctx))
+    return UV_EPERM;
+  uvchan__task_cancel(t);
+  return 0;
+}
+
+int uvchan_task_alive(const uvchan_task_ref_t* ref) {
+  if (ref == NULL || ref->task == NULL || ref->id == 0)
+    return 0;
+  return uvchan__ref_task(ref) != NULL;
+}
+
+int uvchan_task_cancelled(void) {
+  return uvchan__current != NULL && (uvchan__current->flags & UVCHAN__TASK_CANCELLED) != 0;
 }
 
 const char* uvchan_task_name(const uvchan_task_t* task) {
@@ -292,9 +465,11 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
   int status;
 
   if (UVCHAN__UNLIKELY(t == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx))
-    return UV_EINVAL;
+    return uvchan__task_op_odd(t, ch, op, timeout, has_deadline);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0)
+    return status;
   req = &t->r.req;
   status = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req)
                                 : uvchan__recv_now(ch, value, req);
@@ -327,6 +502,35 @@ int uvchan_task_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout) {
   return uvchan__task_op(ch, value, UVCHAN_OP_RECV, timeout, 1);
 }
 
+static int uvchan__task_reserve(uvchan_t* ch, uvchan_permit_t* permit, uint64_t timeout,
+                                int has_deadline) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
+  int status;
+
+  if (t == NULL || permit == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx ||
+      ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
+    return UV_EINVAL;
+  if ((status = uvchan__task_spend(t)) != 0)
+    return status;
+  status = uvchan__reserve_now(ch, permit);
+  if (status != UVCHAN__MUST_WAIT)
+    return status;
+  req = uvchan__task_req(t, UVCHAN_REQ_RESERVE);
+  uvchan__wait(ch, &req->w_, req, permit, UVCHAN_OP_RESERVE, 0);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  return uvchan__task_await(t, req, 0);
+}
+
+int uvchan_task_reserve(uvchan_t* ch, uvchan_permit_t* permit) {
+  return uvchan__task_reserve(ch, permit, 0, 0);
+}
+
+int uvchan_task_reserve_timeout(uvchan_t* ch, uvchan_permit_t* permit, uint64_t timeout) {
+  return uvchan__task_reserve(ch, permit, timeout, 1);
+}
+
 static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeout,
                                int has_deadline, int* status) {
   uvchan_task_t* t = uvchan__current;
@@ -339,8 +543,11 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
   usable = uvchan__select_check(cases, n, &ctx);
   if (usable < 0)
     return usable;
-  if ((ctx != NULL && ctx != t->ctx) || (usable == 0 && !has_deadline))
-    return UV_EINVAL; /* a select { } with nothing in it would wait forever */
+  if (ctx != NULL && ctx != t->ctx)
+    return UV_EINVAL;
+  if ((usable = uvchan__task_spend(t)) != 0)
+    return usable;
+  /* With no usable case this waits forever (Go's select {}), unless a deadline or cancel comes. */
   sel = (uvchan_select_t*)uvchan__task_req(t, UVCHAN_REQ_SELECT);
   uvchan__task_await(t, &t->r.req, uvchan__select_start(sel, cases, n, timeout, has_deadline));
   if (sel->index < 0)
@@ -361,8 +568,11 @@ int uvchan_task_select_timeout(uvchan_case_t* cases, unsigned n, uint64_t timeou
 int uvchan_task_wg_wait(uvchan_wg_t* wg) {
   uvchan_task_t* t = uvchan__current;
   uvchan_req_t* req;
+  int err;
   if (t == NULL || wg == NULL || wg->magic_ != UVCHAN__WG_MAGIC || wg->ctx_ != t->ctx)
     return UV_EINVAL;
+  if ((err = uvchan__task_spend(t)) != 0)
+    return err;
   req = uvchan__task_req(t, UVCHAN_REQ_WG_WAIT);
   return uvchan__task_await(t, req, uvchan__wg_wait_start(req, wg));
 }
@@ -370,8 +580,11 @@ int uvchan_task_wg_wait(uvchan_wg_t* wg) {
 int uvchan_task_sleep(uint64_t ms) {
   uvchan_task_t* t = uvchan__current;
   uvchan_req_t* req;
+  int err;
   if (t == NULL)
     return UV_EINVAL;
+  if ((err = uvchan__task_spend(t)) != 0)
+    return err;
   req = uvchan__task_req(t, UVCHAN_REQ_SLEEP);
   req->state_ |= UVCHAN__REQ_WAITING;
   uvchan__deadline_add(req, ms);
@@ -383,9 +596,12 @@ int uvchan_task_yield(void) {
   uvchan_req_t* req;
   if (t == NULL)
     return UV_EINVAL;
+  if (t->flags & UVCHAN__TASK_CANCELLED)
+    return UV_ECANCELED;
   req = uvchan__task_req(t, UVCHAN_REQ_TASK);
   uvchan__complete(req, 0); /* queued behind everything ready now */
-  return uvchan__task_await(t, req, 0);
+  uvchan__task_await(t, req, 0);
+  return (t->flags & UVCHAN__TASK_CANCELLED) ? UV_ECANCELED : 0;
 }
 
 int uvchan_task_exit(void) {

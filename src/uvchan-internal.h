@@ -18,11 +18,53 @@
 /* For the few small functions on the hot path that must inline whatever the optimiser thinks. */
 #if defined(__GNUC__)
 #define UVCHAN__INLINE static inline __attribute__((always_inline))
+#define UVCHAN__NOINLINE __attribute__((noinline, cold))
 #else
 #define UVCHAN__INLINE static inline
+#define UVCHAN__NOINLINE
 #endif
 
 #define UVCHAN__CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr) - offsetof(type, field)))
+
+/* Thread-local state is reached with the initial-exec model: one %fs-relative load, also in the
+ * shared library, where the default model would call __tls_get_addr on every task operation. */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define UVCHAN__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define UVCHAN__TLS _Thread_local
+#endif
+
+/* Each thread's marker: a context stores the address of its owning thread's, and the check that a
+ * call comes from that thread is one address comparison. */
+extern UVCHAN__TLS char uvchan__thread_mark;
+#define UVCHAN__ON_THREAD(ctx) ((ctx)->thread_ == (const void*)&uvchan__thread_mark)
+
+/* The `data` of every libuv handle uvchan owns points here (uvchan_handle_owned()); uvchan finds
+ * its structs from its handles with UVCHAN__CONTAINER_OF, never through `data`. */
+extern const char uvchan__handle_tag;
+
+/* Memcheck support. uvchan recognises live structs by a magic field, which means reading a field
+ * of caller memory that may never have been written: telling memcheck that this one read is
+ * deliberate keeps users' programs clean without a suppression file. Outside valgrind the hot-path
+ * form costs one load and a branch. */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define UVCHAN__HAVE_VALGRIND 1
+#endif
+#endif
+#if defined(UVCHAN__HAVE_VALGRIND)
+#define UVCHAN__VG_DEFINED(addr, len) ((void)VALGRIND_MAKE_MEM_DEFINED((addr), (len)))
+#else
+#define UVCHAN__VG_DEFINED(addr, len) ((void)(addr), (void)(len))
+#endif
+/* 1 when memcheck watches this process (set by uvchan_ctx_init()): only then do request starts
+ * take the path that marks the magic field they read (see UVCHAN__GATE). Other valgrind tools,
+ * callgrind among them, see the native fast path. */
+extern int uvchan__memcheck;
+
+/* Reads the magic field of caller memory that may hold garbage (see above). */
+#define UVCHAN__MAGIC_IS(obj, magic) (UVCHAN__VG_DEFINED(&(obj)->magic_, sizeof((obj)->magic_)), (obj)->magic_ == (magic))
 
 /* Magic values tell live structs from destroyed or never-initialised ones. A struct of random
  * garbage matches by chance with odds of 2^-32: good enough to turn most misuse into UV_EINVAL. */
@@ -43,13 +85,21 @@ enum {
 
 /* Context flags_. */
 enum {
-  UVCHAN__CTX_IDLE_ON = 1u << 0, /* the idle handle is started: completions are pending */
+  UVCHAN__CTX_IDLE_ON = 1u << 0, /* idle and check started: completions are pending */
   UVCHAN__CTX_CLOSING = 1u << 1,
-  UVCHAN__CTX_HANDLES_CLOSING = 1u << 2
+  UVCHAN__CTX_HANDLES_CLOSING = 1u << 2,
+  UVCHAN__CTX_SHUTDOWN = 1u << 3, /* uvchan_ctx_shutdown() runs: starts fail with UV_ECANCELED */
+  UVCHAN__CTX_RES_CLOSED = 1u << 4, /* the shutdown asked every resource to close */
+  UVCHAN__CTX_STEPPING = 1u << 5    /* uvchan__ctx_shutdown_step() runs (closes re-enter it) */
 };
 
 /* Channel flags_. */
-enum { UVCHAN__CHAN_CLOSED = 1u << 0 };
+enum {
+  UVCHAN__CHAN_CLOSED = 1u << 0,
+  UVCHAN__CHAN_OVERFLOW = 1u << 1 /* a dropping overflow policy: sends never wait */
+};
+
+#define UVCHAN__PERMIT_MAGIC 0x75706d74u /* "upmt": set while a permit holds a slot */
 
 /* ---- intrusive circular list: a sentinel link is the empty list ---- */
 
@@ -90,6 +140,17 @@ static inline int uvchan__ctx_ok(const uvchan_ctx_t* ctx) {
 static inline int uvchan__chan_ok(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__CHAN_MAGIC;
 }
+
+/* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
+ * when it may go on, UV_EPERM from another thread than the context's, UV_ECANCELED once a
+ * shutdown began. ctx->gate_ holds the owner's thread marker only while none of that applies and
+ * memcheck is not watching, so the fast path is one comparison. The slow path also tells memcheck
+ * that the start is about to read `magic` (a request's magic field, possibly never written; may
+ * be NULL). */
+int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic);
+#define UVCHAN__GATE(ctx, magic)                                                    \
+  (UVCHAN__LIKELY((ctx)->gate_ == (const void*)&uvchan__thread_mark) ? 0          \
+                                                                     : uvchan__gate_slow((ctx), (magic)))
 
 /* ---- ctx.c: completion queue, deadlines, trace, random ---- */
 
@@ -144,6 +205,21 @@ uint32_t uvchan__rand_below(uvchan_ctx_t* ctx, uint32_t n);
 void uvchan__trace(uvchan_t* ch, uvchan_trace_kind kind, unsigned op, uvchan_req_t* req,
                    uvchan_req_t* peer, const void* value);
 void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
+/* 1 while the context registered with (slot, gen) has not started closing; reads only the
+ * registry, never the context, so it is safe after the context's memory was freed. */
+int uvchan__ctx_alive(uint32_t slot, uint64_t gen);
+/* Registers / unregisters something the context's graceful shutdown must close. The shutdown
+ * calls `shutdown`, which must unregister the resource before it returns; a close that goes on
+ * asynchronously (a libuv handle's) is announced with uvchan__ctx_closing_begin(). An open
+ * resource makes uvchan_ctx_close() return UV_EBUSY. */
+void uvchan__res_add(uvchan_ctx_t* ctx, struct uvchan__res_s* res, void (*shutdown)(struct uvchan__res_s*));
+void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);
+/* An object of the context began / ended the asynchronous close of its libuv handle: the
+ * context's own close waits for every one to end. */
+void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx);
+void uvchan__ctx_closing_end(uvchan_ctx_t* ctx);
+/* Moves a shutdown on: once no task is left, closes what remains and then the context. */
+void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 
 #define UVCHAN__TRACE(ch, kind, op, req, peer, value)          \
   do {                                                         \
@@ -179,7 +255,7 @@ UVCHAN__INLINE void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvcha
   w->value = value;
   w->op = op;
   w->index = index;
-  uvchan__list_push(op == UVCHAN_OP_SEND ? &ch->sendq_ : &ch->recvq_, &w->link);
+  uvchan__list_push(op == UVCHAN_OP_RECV ? &ch->recvq_ : &ch->sendq_, &w->link);
   req->state_ |= UVCHAN__REQ_WAITING;
   UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
 }
@@ -213,8 +289,8 @@ UVCHAN__INLINE void uvchan__copy(void* dst, const void* src, size_t n) {
 /* Appends `value` to the ring; the caller checked there is room. */
 UVCHAN__INLINE void uvchan__put(uvchan_t* ch, const void* value) {
   size_t i = ch->head_ + ch->len_;
-  if (i >= ch->cap_)
-    i -= ch->cap_;
+  if (i >= ch->ring_)
+    i -= ch->ring_;
   uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
   ch->len_++;
 }
@@ -223,10 +299,19 @@ UVCHAN__INLINE void uvchan__put(uvchan_t* ch, const void* value) {
 UVCHAN__INLINE void uvchan__take(uvchan_t* ch, void* value) {
   if (value != NULL)
     uvchan__copy(value, ch->buf_ + ch->head_ * ch->elem_size_, ch->elem_size_);
-  if (++ch->head_ == ch->cap_)
+  if (++ch->head_ == ch->ring_)
     ch->head_ = 0;
   ch->len_--;
 }
+
+/* A full buffer under a dropping overflow policy takes `value` anyway (chan.c). */
+void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req);
+/* The slot a receive just freed goes to waiting reservation `w` (reserve.c). */
+void uvchan__grant(uvchan_t* ch, struct uvchan__waiter_s* w);
+/* A receive finds no value but waiting parties in sendq_: only reservations, or senders behind
+ * them, can be there when reservations hold every slot (reserve.c). Returns the first sender,
+ * or NULL. */
+struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch);
 
 /* Completes a send of `value` by `req` (NULL for a try-send) if it can be done now: returns its
  * status (0, or UV_EPIPE on a closed channel), or UVCHAN__MUST_WAIT. A waiting receiver it
@@ -250,6 +335,10 @@ UVCHAN__INLINE int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_
     UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
     return 0;
   }
+  if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_OVERFLOW)) {
+    uvchan__overflow(ch, value, req);
+    return 0;
+  }
   return UVCHAN__MUST_WAIT;
 }
 
@@ -264,27 +353,43 @@ UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req
     UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
     if (UVCHAN__UNLIKELY(!uvchan__list_empty(&ch->sendq_))) {
       /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
-       * keeps send order and completes that sender. */
+       * keeps send order and completes that sender; a waiting reservation takes the slot. */
       w = uvchan__first_waiter(&ch->sendq_);
-      uvchan__put(ch, w->value);
-      UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE)) {
+        uvchan__grant(ch, w);
+      } else {
+        uvchan__put(ch, w->value);
+        UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      }
       uvchan__wake(w, 0);
     }
     return 0;
   }
   if (!uvchan__list_empty(&ch->sendq_)) {
-    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. */
+    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. A buffered channel whose
+     * slots are all reserved can have reservations waiting here too: they hold no value. */
     w = uvchan__first_waiter(&ch->sendq_);
+    if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE) && (w = uvchan__first_sender(ch)) == NULL)
+      goto none;
     if (value != NULL)
       uvchan__copy(value, w->value, ch->elem_size_);
     UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
     uvchan__wake(w, 0);
     return 0;
   }
-  if (ch->flags_ & UVCHAN__CHAN_CLOSED)
+none:
+  if (ch->flags_ & UVCHAN__CHAN_CLOSED) {
+    if (value != NULL)
+      memset(value, 0, ch->elem_size_); /* Go's zero value from a closed channel */
     return UV_EOF;
+  }
   return UVCHAN__MUST_WAIT;
 }
+
+/* ---- reserve.c ---- */
+
+/* Reserves a slot for `permit` if one is free now: 0, UV_EPIPE (closed), or UVCHAN__MUST_WAIT. */
+int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit);
 
 /* ---- select.c ---- */
 
@@ -299,6 +404,14 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
 
 /* Starts a wait on `wg` for a prepared `req`: returns 1 (status 0) if the count is 0 already. */
 int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg);
+/* A waiter of `wg` was withdrawn or woken: unlinks the wait group from its context's list of
+ * wait groups with waiters when none is left. */
+void uvchan__wg_waiter_left(uvchan_wg_t* wg);
+
+/* ---- await.c ---- */
+
+/* A deadline, cancel or shutdown ends the await of a task's request (see uvchan_await_t). */
+void uvchan__await_abort(uvchan_req_t* req, int status);
 
 /* ---- stack.c ---- */
 
@@ -308,12 +421,25 @@ int uvchan__wg_wait_start(uvchan_req_t* req, uvchan_wg_t* wg);
 
 /* Resumes the task owning `req` (its start, or the end of its wait). */
 void uvchan__task_resume(uvchan_req_t* req);
+/* Cancels task `t` (uvchan_task_cancel(), the shutdown). */
+void uvchan__task_cancel(uvchan_task_t* t);
+/* The running task, or NULL. */
+uvchan_task_t* uvchan__task_current(void);
+/* Parks the running task on its own request, prepared as `type` by the caller and marked waiting;
+ * returns the request's final status. */
+int uvchan__task_block(uvchan_task_t* t);
+/* The task's own request. */
+uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t);
 /* The task that owns the request, if any. */
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
 /* Frees the task runtime and the stacks of a context that has no tasks left. */
 void uvchan__task_pools_free(uvchan_ctx_t* ctx);
 /* A task's stack (async-signal-safe: the fault handler asks). */
 const uvchan__stack_t* uvchan__task_stack(const uvchan_task_t* t);
-const char* uvchan__task_wait_name(const uvchan_task_t* t);
+/* The stacks of a context's tasks (NULL before its first task). */
+uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx);
+/* Fills `info` and returns 1 when `t` is parked on no channel or wait group (a sleep, an await,
+ * a nil channel); else returns 0. */
+int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);
 
 #endif /* UVCHAN_INTERNAL_H */

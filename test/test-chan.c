@@ -307,6 +307,47 @@ static void test_ring_wraps_around(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* Destroy hands buffered values to the destructor oldest first, also when they wrap around the
+ * end of the ring. */
+static int dtor_seen[8], dtor_n;
+static void dtor_log(uvchan_t* ch, void* value) {
+  (void)ch;
+  dtor_seen[dtor_n++] = value != NULL && uvchan_elem_size(ch) != 0 ? *(int*)value : -1;
+}
+
+static void test_destroy_destructor_walk_wraps_around(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  int v, out;
+  dtor_n = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 4), 0);
+  uvchan_set_destructor(&ch, dtor_log);
+  for (v = 1; v <= 4; v++)
+    assert_int_equal(uvchan_try_send(&ch, &v), 0);
+  for (v = 1; v <= 3; v++)
+    assert_int_equal(uvchan_try_recv(&ch, &out), 0);
+  for (v = 5; v <= 6; v++)
+    assert_int_equal(uvchan_try_send(&ch, &v), 0); /* head at 3: 4, 5, 6 wrap */
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(dtor_n, 3);
+  assert_int_equal(dtor_seen[0], 4);
+  assert_int_equal(dtor_seen[1], 5);
+  assert_int_equal(dtor_seen[2], 6);
+}
+
+/* A signal channel's buffered "values" are counted: the destructor runs once for each. */
+static void test_destroy_destructor_for_zero_size_elements(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  dtor_n = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, 0, 3), 0);
+  uvchan_set_destructor(&ch, dtor_log);
+  assert_int_equal(uvchan_try_send(&ch, NULL), 0);
+  assert_int_equal(uvchan_try_send(&ch, NULL), 0);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(dtor_n, 2);
+}
+
 static void test_version(void** state) {
   char expect[32];
   (void)state;
@@ -330,6 +371,8 @@ int main(void) {
       TEST(test_large_elements_copied_whole),
       TEST(test_queries),
       TEST(test_ring_wraps_around),
+      TEST(test_destroy_destructor_walk_wraps_around),
+      TEST(test_destroy_destructor_for_zero_size_elements),
       cmocka_unit_test(test_version),
   };
   return cmocka_run_group_tests_name("chan", tests, NULL, NULL);

@@ -1,5 +1,7 @@
 /* Bad input and wrong state for every public function: an error code, never a crash. Each
  * block below is a row group of docs/errors.md. */
+#include <limits.h>
+
 #include "test-helpers.h"
 
 static void nop_sel(uvchan_select_t* r, int s) {
@@ -209,6 +211,99 @@ static void test_errors_task_calls_outside_task(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* Initialising a live object again is refused: it would corrupt the context's lists or a libuv
+ * handle the loop holds. */
+static void test_errors_double_init(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  uvchan_wg_t wg;
+  uvchan_timer_t t;
+  memset(&t, 0, sizeof(t));
+  assert_int_equal(uvchan_ctx_init(&f->loop, &f->ctx), UV_EBUSY);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), UV_EBUSY);
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0); /* done: reusing it is fine, as in Go */
+  assert_int_equal(uvchan_wg_add(&wg, 1), 0);
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), UV_EBUSY); /* in use */
+  assert_int_equal(uvchan_wg_done(&wg), 0);
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 10000), 0);
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 10000), UV_EBUSY);
+  assert_int_equal(uvchan_timer_ticker(&f->ctx, &t, 10), UV_EBUSY);
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 1), UV_EBUSY); /* until its close callback */
+  RUN(f);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0); /* destroyed: fine */
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+static void test_errors_wg_count_limits(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_wg_t wg;
+  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
+  assert_int_equal(uvchan_wg_add(&wg, LONG_MIN), UV_EINVAL);
+  assert_int_equal(uvchan_wg_add(&wg, LONG_MAX), 0);
+  assert_int_equal(uvchan_wg_add(&wg, 1), UV_EINVAL); /* would overflow */
+  assert_int_equal(uvchan_wg_add(&wg, LONG_MIN), UV_EINVAL);
+  assert_int_equal(uvchan_wg_count(&wg), LONG_MAX);
+  assert_int_equal(uvchan_wg_add(&wg, -LONG_MAX), 0);
+  assert_int_equal(uvchan_wg_count(&wg), 0);
+  assert_int_equal(uvchan_wg_destroy(&wg), 0);
+  assert_int_equal(uvchan_wg_destroy(&wg), UV_EINVAL);
+  assert_int_equal(uvchan_wg_destroy(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_wg_add(&wg, 1), UV_EINVAL); /* destroyed */
+}
+
+/* A wait group outlives its context: every call answers UV_EINVAL, and none reads the context,
+ * whose memory is gone (AddressSanitizer would report the read). */
+static void test_errors_wg_after_ctx_closed_and_freed(void** state) {
+  uv_loop_t loop;
+  uvchan_ctx_t* ctx = calloc(1, sizeof(*ctx));
+  uvchan_wg_t wg;
+  uvchan_req_t req;
+  (void)state;
+  assert_non_null(ctx);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(uvchan_ctx_init(&loop, ctx), 0);
+  assert_int_equal(uvchan_wg_init(ctx, &wg), 0);
+  assert_int_equal(uvchan_wg_add(&wg, 2), 0);
+  assert_int_equal(uvchan_ctx_close(ctx, NULL), 0);
+  memset(&req, 0, sizeof(req));
+  assert_int_equal(uvchan_wg_init(ctx, &wg), UV_EINVAL);           /* the context is closing */
+  assert_int_equal(uvchan_wg_wait(&req, &wg, nop_req), UV_EINVAL); /* retired with it */
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(ctx);
+  assert_int_equal(uvchan_wg_done(&wg), UV_EINVAL);
+  assert_int_equal(uvchan_wg_add(&wg, 1), UV_EINVAL);
+  assert_int_equal(uvchan_wg_count(&wg), UV_EINVAL);
+  assert_int_equal(uvchan_wg_wait(&req, &wg, nop_req), UV_EINVAL);
+  assert_int_equal(uvchan_wg_destroy(&wg), UV_EINVAL);
+}
+
+static void test_errors_new_calls(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero;
+  uvchan_timer_t t;
+  (void)f;
+  memset(&zero, 0, sizeof(zero));
+  memset(&t, 0, sizeof(t));
+  assert_int_equal(uvchan_handle_owned(NULL), 0);
+  assert_int_equal(uvchan_handle_owned((uv_handle_t*)&f->loop), 0); /* not a handle of ours */
+  assert_int_equal(uvchan_handle_owned((uv_handle_t*)&f->ctx.idle_), 1);
+  assert_int_equal(uvchan_ctx_bind_thread(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_bind_thread(&zero), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_shutdown(&zero, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_timer_reset(NULL, 1), UV_EINVAL);
+  assert_int_equal(uvchan_timer_reset(&t, 1), UV_EINVAL);
+  assert_int_equal(uvchan_timer_ticker(&f->ctx, &t, 10), 0);
+  assert_int_equal(uvchan_timer_reset(&t, 0), UV_EINVAL); /* a ticker's period must be > 0 */
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  assert_int_equal(uvchan_timer_reset(&t, 1), UV_EINVAL); /* closing */
+  RUN(f);
+}
+
 /* The functions without a failure code still take any input without crashing. */
 static void test_errors_no_code_functions(void** state) {
   uvchan_trace_t ev;
@@ -235,6 +330,10 @@ int main(void) {
       TEST(test_errors_timer),
       TEST(test_errors_task_calls_outside_task),
       cmocka_unit_test(test_errors_no_code_functions),
+      TEST(test_errors_double_init),
+      TEST(test_errors_wg_count_limits),
+      cmocka_unit_test(test_errors_wg_after_ctx_closed_and_freed),
+      TEST(test_errors_new_calls),
   };
   return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@ typedef struct {
   uvchan_ctx_t ctx;
 } fixture_t;
 
-static int fx_setup(void** state) {
+static inline int fx_setup(void** state) {
   fixture_t* f = calloc(1, sizeof(*f));
   assert_non_null(f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -29,7 +29,7 @@ static int fx_setup(void** state) {
   return 0;
 }
 
-static int fx_teardown(void** state) {
+static inline int fx_teardown(void** state) {
   fixture_t* f = *state;
   assert_int_equal(uvchan_ctx_close(&f->ctx, NULL), 0);
   assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
@@ -70,6 +70,7 @@ static inline void nop_recv(uvchan_recv_t* req, int status) {
 }
 
 #define FX(state) ((fixture_t*)*(state))
+#define UVCHAN__TEST_CONTAINER(ptr, type, field) ((type*)((char*)(ptr) - offsetof(type, field)))
 #define RUN(f) uv_run(&(f)->loop, UV_RUN_DEFAULT)
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 

@@ -126,8 +126,8 @@ static void asker(void* arg) {
   assert_int_equal(st, 0);
   /* and the timeout variant of select */
   assert_int_equal(uvchan_task_select_timeout(c, 1, 5, &st), UV_ETIMEDOUT);
-  /* after() closes its channel after its one value */
-  assert_int_equal(uvchan_task_recv(&after.chan, &tv), UV_EOF);
+  /* after() sent its one value and stays open, as Go's time.After: no case is ready forever */
+  assert_int_equal(uvchan_task_recv_timeout(&after.chan, &tv, 5), UV_ETIMEDOUT);
   uvchan_timer_close(&after, NULL);
   ran = 1;
 }
@@ -155,8 +155,10 @@ static void defaults(void* arg) {
   assert_int_equal(uvchan_try_select(c, 1, NULL), UV_EAGAIN);
   c[0].chan = NULL;
   assert_int_equal(uvchan_task_select_timeout(c, 1, 3, NULL), UV_ETIMEDOUT);
-  assert_int_equal(uvchan_task_select(c, 1, NULL), UV_EINVAL); /* select {} would hang */
   ran = 1;
+  /* select {}: blocks forever, as in Go, until the task is cancelled */
+  assert_int_equal(uvchan_task_select(c, 1, NULL), UV_ECANCELED);
+  ran = 2;
 }
 
 static void test_select_task_default_and_nil(void** state) {
@@ -164,9 +166,14 @@ static void test_select_task_default_and_nil(void** state) {
   uvchan_t ch;
   ran = 0;
   assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
-  uvchan_task_spawn(&f->ctx, defaults, &ch, NULL);
-  RUN(f);
+  uvchan_task_ref_t ref;
+  assert_int_equal(uvchan_task_spawn_ref(&f->ctx, &ref, defaults, &ch, NULL), 0);
+  RUN(f); /* the run ends: the task waits forever, and nothing else can happen */
   assert_int_equal(ran, 1);
+  assert_int_equal(uvchan_ctx_walk_waiting(&f->ctx, NULL, NULL), 1);
+  assert_int_equal(uvchan_task_cancel(&ref), 0);
+  RUN(f);
+  assert_int_equal(ran, 2);
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 

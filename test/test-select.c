@@ -162,6 +162,52 @@ static void test_select_duplicate_channel(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* Go picks uniformly between two waiting cases on one channel (pollorder); a select that always
+ * completed its first case would fail this by a mile. 2000 trials: expect 1000, sigma ~22. */
+static void test_select_waiting_duplicate_cases_are_fair(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  int hits[2] = {0, 0}, x = 1;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  for (int i = 0; i < 2000; i++) {
+    uvchan_select_t sel;
+    selres_t r = {0, 0, 0};
+    int v[2];
+    uvchan_case_t c[2] = {UVCHAN_CASE_RECV(&ch, &v[0]), UVCHAN_CASE_RECV(&ch, &v[1])};
+    memset(&sel, 0, sizeof(sel));
+    sel.data = &r;
+    assert_int_equal(uvchan_select(&sel, c, 2, sel_cb), 0);
+    assert_int_equal(uvchan_try_send(&ch, &x), 0); /* the select waited: this picks a case */
+    RUN(f);
+    assert_int_equal(r.calls, 1);
+    hits[r.index]++;
+  }
+  assert_true(hits[0] > 1000 - 200 && hits[1] > 1000 - 200);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
+/* A receive case on a closed channel yields the zero value, as Go's `case v, ok := <-ch`. */
+static void test_select_closed_case_gets_zero_value(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  uvchan_select_t sel;
+  selres_t r = {0, 0, 0};
+  int v = -1, w = -1;
+  uvchan_case_t c[1] = {UVCHAN_CASE_RECV(&ch, &v)};
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  sel.data = &r;
+  assert_int_equal(uvchan_select(&sel, c, 1, sel_cb), 0); /* waits */
+  assert_int_equal(uvchan_close(&ch), 0);
+  RUN(f);
+  assert_int_equal(r.status, UV_EOF);
+  assert_int_equal(v, 0);
+  c[0].value = &w;
+  assert_int_equal(uvchan_try_select(c, 1, &r.status), 0); /* ready at once */
+  assert_int_equal(r.status, UV_EOF);
+  assert_int_equal(w, 0);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
 static void test_select_close_wakes_cases(void** state) {
   fixture_t* f = FX(state);
   uvchan_t a, b;
@@ -417,6 +463,8 @@ int main(void) {
       TEST(test_select_ready_completes_via_loop),
       TEST(test_select_never_matches_itself),
       TEST(test_select_duplicate_channel),
+      TEST(test_select_waiting_duplicate_cases_are_fair),
+      TEST(test_select_closed_case_gets_zero_value),
       TEST(test_select_close_wakes_cases),
       TEST(test_select_cancel_and_timeout),
       TEST(test_select_fairness),

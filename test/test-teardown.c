@@ -176,6 +176,65 @@ static void test_two_contexts_on_one_loop(void** state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The uv_walk() close-all idiom: an application closes every handle of its loop, then closes
+ * the context. uvchan's own handles are recognisable, and a close the application already
+ * started on them is waited out, never repeated. */
+static int app_closes;
+static void app_close_cb(uv_handle_t* h) {
+  (void)h;
+  app_closes++;
+}
+static void close_all(uv_handle_t* h, void* arg) {
+  int skip_owned = *(int*)arg;
+  if (uv_is_closing(h) || (skip_owned && uvchan_handle_owned(h)))
+    return;
+  uv_close(h, app_close_cb);
+}
+static int ctx_closed;
+static void on_walk_ctx_closed(uvchan_ctx_t* ctx) {
+  (void)ctx;
+  ctx_closed++;
+}
+
+static void walk_close_all(int skip_owned) {
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+  uvchan_timer_t* t = malloc(sizeof(*t));
+  uv_timer_t mine;
+  uvchan_t ch;
+  int v = 1;
+
+  app_closes = ctx_closed = 0;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&ctx, 0, sizeof(ctx));
+  memset(t, 0, sizeof(*t));
+  assert_int_equal(uvchan_ctx_init(&loop, &ctx), 0);
+  assert_int_equal(uv_timer_init(&loop, &mine), 0);
+  assert_int_equal(uvchan_init(&ctx, &ch, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_try_send(&ch, &v), 0);
+  assert_int_equal(uvchan_timer_after(&ctx, t, 100000), 0);
+  /* shutdown, application style: uvchan objects first, then every handle, then the context */
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(uvchan_timer_close(t, NULL), 0);
+  uv_walk(&loop, close_all, &skip_owned);
+  assert_int_equal(uvchan_ctx_close(&ctx, on_walk_ctx_closed), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(ctx_closed, 1);
+  assert_int_equal(app_closes, skip_owned ? 1 : 4); /* mine, or mine and the context's three */
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(t);
+}
+
+static void test_uv_walk_close_all_skipping_owned(void** state) {
+  (void)state;
+  walk_close_all(1);
+}
+
+static void test_uv_walk_close_all_including_owned(void** state) {
+  (void)state;
+  walk_close_all(0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_destroy_calls_destructor_exactly_for_buffered),
@@ -185,6 +244,8 @@ int main(void) {
       cmocka_unit_test(test_ctx_close_delivers_pending_then_closes),
       cmocka_unit_test(test_ctx_never_touches_loop_data),
       cmocka_unit_test(test_two_contexts_on_one_loop),
+      cmocka_unit_test(test_uv_walk_close_all_skipping_owned),
+      cmocka_unit_test(test_uv_walk_close_all_including_owned),
   };
   return cmocka_run_group_tests_name("teardown", tests, NULL, NULL);
 }

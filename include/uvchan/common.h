@@ -32,6 +32,9 @@
 /** Completions delivered per loop iteration unless uvchan_ctx_set_batch() says otherwise. */
 #define UVCHAN_DEFAULT_BATCH 1024
 
+/** Operations a task may complete in a row without waiting before it gives the loop a turn. */
+#define UVCHAN_TASK_BUDGET 128
+
 /** Default task stack: virtual size, of which only touched pages become resident. */
 #define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
 /** Smallest accepted task stack: room for a synchronous getaddrinfo() (with glibc, about 6 KiB for
@@ -53,6 +56,9 @@ typedef struct uvchan_task_s uvchan_task_t; /* opaque: lives at the top of its o
 typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
+typedef struct uvchan_await_s uvchan_await_t;
+typedef struct uvchan_reserve_s uvchan_reserve_t;
+typedef struct uvchan_permit_s uvchan_permit_t;
 
 /** What a request is. */
 typedef enum {
@@ -62,22 +68,30 @@ typedef enum {
   UVCHAN_REQ_SELECT,
   UVCHAN_REQ_WG_WAIT,
   UVCHAN_REQ_SLEEP,
-  UVCHAN_REQ_TASK  /* a task's start or yield */
+  UVCHAN_REQ_TASK, /**< a task's start or yield */
+  UVCHAN_REQ_AWAIT, /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
+  UVCHAN_REQ_RESERVE /**< a reservation of a buffer slot (two-phase send) */
 } uvchan_req_type;
 
 /** The direction of a select case. */
-typedef enum { UVCHAN_OP_SEND = 1, UVCHAN_OP_RECV = 2 } uvchan_op;
+typedef enum {
+  UVCHAN_OP_SEND = 1,
+  UVCHAN_OP_RECV = 2,
+  UVCHAN_OP_RESERVE = 3 /**< reserve a buffer slot; the case's value is a uvchan_permit_t* */
+} uvchan_op;
 
 typedef void (*uvchan_ctx_close_cb)(uvchan_ctx_t* ctx);
 typedef void (*uvchan_req_cb)(uvchan_req_t* req, int status);
 typedef void (*uvchan_send_cb)(uvchan_send_t* req, int status);
 typedef void (*uvchan_recv_cb)(uvchan_recv_t* req, int status);
 typedef void (*uvchan_select_cb)(uvchan_select_t* req, int status);
+typedef void (*uvchan_reserve_cb)(uvchan_reserve_t* req, int status);
 typedef void (*uvchan_elem_destroy_cb)(uvchan_t* ch, void* value);
 typedef void (*uvchan_timer_close_cb)(uvchan_timer_t* timer);
 typedef void (*uvchan_task_fn)(void* arg);
 typedef void (*uvchan_trace_cb)(const uvchan_trace_t* event, void* arg);
 typedef void (*uvchan_walk_cb)(const uvchan_waiting_t* waiting, void* arg);
+typedef void (*uvchan_await_cb)(uvchan_await_t* aw);
 
 /** Private building blocks, embedded in the public structs so the caller can own them. */
 struct uvchan__link_s {
@@ -95,7 +109,14 @@ struct uvchan__waiter_s {
   unsigned index;
 };
 
-/** A node of the context's deadline heap (a pairing heap). */
+/* Something a context owns besides channels and tasks (a timer channel, an I/O adapter...): the
+ * context's graceful shutdown calls `shutdown`, which closes it and unregisters it. */
+struct uvchan__res_s {
+  struct uvchan__link_s link;
+  void (*shutdown)(struct uvchan__res_s* res);
+};
+
+/* A node of the context's deadline heap (a pairing heap). */
 struct uvchan__tmnode_s {
   struct uvchan__tmnode_s* child;
   struct uvchan__tmnode_s* next;
