@@ -15,7 +15,9 @@ for run in 1 2 3; do
     "$c" -w $w >> "$out/c.txt"
     "$g" -w $w >> "$out/go.txt"
   done
-  for w in pingpong_cb buffered_cb parked_cb scale; do "$c" -w $w >> "$out/c.txt"; done
+  for w in pingpong_cb buffered_cb parked_cb scale stage1_cb relay1_cb stage4_cb relay4_cb; do
+    "$c" -w $w >> "$out/c.txt"
+  done
 done
 # median of a field (3 unless given) per workload name (field 1); scale lines are keyed by their
 # waiting count
@@ -43,3 +45,7 @@ row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
 row parked_cb - bytes/request "128B"
 for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done
+row stage1_cb - "ns/item, 1 callback stage (uvchan_stage_t)" -
+row relay1_cb - "ns/item, 1 hand-written callback relay (its peer)" -
+row stage4_cb - "ns/item, 4 callback stages" -
+row relay4_cb - "ns/item, 4 hand-written callback relays" -
