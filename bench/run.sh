@@ -34,24 +34,29 @@ for run in 1 2 3; do
     "$c" -w $w >> "$out/c.txt"
   done
 done
-# median of field 3 per workload name (field 1); scale lines are keyed by their waiting count
-median() { # file key
-  awk -v k="$2" '{key=$1; if ($1=="scale") {w=$5; gsub(/[(]/, "", w); key="scale_" w}} key==k {print $3}' "$1" | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'
+# median of a field (3 unless given) per workload name (field 1); scale lines are keyed by their
+# waiting count
+median() { # file key [field]
+  awk -v k="$2" -v f="${3:-3}" '{key=$1; if ($1=="scale") {w=$5; gsub(/[(]/, "", w); key="scale_" w}} key==k {v=$f; gsub(/,/, "", v); print v}' "$1" | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}'
 }
 printf '%-14s %12s %12s %8s %8s\n' workload uvchan go ratio target
-row() { # key go-key unit target
-  cv=$(median "$out/c.txt" "$1"); gv=$(median "$out/go.txt" "$2")
+row() { # key go-key unit target [field [label]]
+  cv=$(median "$out/c.txt" "$1" "$5"); gv=$(median "$out/go.txt" "$2" "$5")
   if [ -n "$gv" ] && [ -n "$cv" ]; then r=$(awk -v a="$cv" -v b="$gv" 'BEGIN {printf "%.3f", a/b}'); else r=-; fi
   [ -n "$cv" ] || cv=-
   [ -n "$gv" ] || gv=-
-  printf '%-14s %12s %12s %8s %8s  %s\n' "$1" "$cv" "$gv" "$r" "$4" "$3"
+  printf '%-14s %12s %12s %8s %8s  %s\n' "${6:-$1}" "$cv" "$gv" "$r" "$4" "$3"
 }
 row pingpong pingpong ns/roundtrip 0.25
 row buffered1024 buffered1024 ns/item 0.25
 row pipeline4 pipeline4 ns/item/stage 0.25
 row select4 select4 ns/op 0.35
 row sieve sieve ms 0.35
-row parked parked bytes/task "4.5KB"
+row parked parked "bytes/task (uvchan: resident; Go: Sys)" "4.5KB"
+row parked parked "ns/task spawn+park, 100k tasks" 1 7 parked_spawn
+row parked - "page faults/task (spawn+park; pages faulted in)" 1 12 parked_faults
+row parked - "of which taken as traps (perf)" - 17 parked_traps
+row parked - "page-table bytes/task" - 14 parked_ptes
 row spawn spawn "ns/task spawned, run, ended (waves of 10k)" -
 row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -

@@ -4,6 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#if defined(__linux__)
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "uvchan.h"
 
@@ -40,6 +46,52 @@ static long rss_bytes(void) {
     resident = 0;
   fclose(f);
   return resident * 4096;
+}
+
+/* Minor page faults of the process so far (getrusage). A fault is counted whether it maps a new
+ * page or the kernel's shared zero page, so the count is what a machine without a zero page would
+ * pay in memory and time; the resident size alone is not. */
+static long minor_faults(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return 0;
+  return ru.ru_minflt;
+}
+
+/* Page faults taken as traps (perf's software event; -1 where perf events are unavailable). A page
+ * faulted in ahead by MADV_POPULATE_WRITE counts in minor_faults() but costs no trap. */
+static long fault_traps(void) {
+#if defined(__linux__) && defined(SYS_perf_event_open)
+  static int fd = -2;
+  struct perf_event_attr pe;
+  long long n;
+  if (fd == -2) {
+    memset(&pe, 0, sizeof(pe));
+    pe.type = PERF_TYPE_SOFTWARE;
+    pe.size = sizeof(pe);
+    pe.config = PERF_COUNT_SW_PAGE_FAULTS;
+    pe.exclude_kernel = 1; /* what perf_event_paranoid 2 allows anyone; user faults still count */
+    pe.exclude_hv = 1;
+    fd = (int)syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0);
+  }
+  if (fd >= 0 && read(fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+    return (long)n;
+#endif
+  return -1;
+}
+
+/* Bytes of page tables (VmPTE in /proc/self/status): not in the resident size, but memory too. */
+static long page_table_bytes(void) {
+  char line[128];
+  long kb = 0;
+  FILE* f = fopen("/proc/self/status", "r");
+  if (f == NULL)
+    return 0;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "VmPTE: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb * 1024;
 }
 
 /* ---- pingpong (tasks) ---- */
@@ -241,10 +293,14 @@ static void sieve_main(void* arg) {
 }
 
 static void bench_sieve(void) {
+  long f0, x0;
   ctx_open();
+  f0 = minor_faults();
+  x0 = fault_traps();
   uvchan_task_spawn(&ctx, sieve_main, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
-  printf("sieve 2000 %.3f ms (last prime %d)\n", (t1 - t0) / 1e6, last_prime);
+  printf("sieve 2000 %.3f ms (last prime %d), %ld page faults, %ld as traps\n", (t1 - t0) / 1e6,
+         last_prime, minor_faults() - f0, x0 < 0 ? -1 : fault_traps() - x0);
   ctx_done();
 }
 
@@ -260,24 +316,32 @@ static void parked_task(void* arg) {
 /* 100k tasks at the default stack size, or 1M with the smallest stacks (parked1m). */
 static void parked_run(long n, size_t stack_size) {
   uvchan_task_attr_t attr = {.stack_size = stack_size};
-  long r0, r1;
+  long r0, r1, f0, f1, p0, p1, x0, x1;
   double ts, tw;
   ctx_open();
   uvchan_init(&ctx, &park_c, sizeof(long), 0);
   r0 = rss_bytes();
+  p0 = page_table_bytes();
+  x0 = fault_traps();
+  f0 = minor_faults();
   t0 = now_ns();
   for (long i = 0; i < n; i++)
     if (uvchan_task_spawn(&ctx, parked_task, NULL, &attr) != 0)
       fprintf(stderr, "parked: spawn %ld failed\n", i), exit(1);
   uv_run(&loop, UV_RUN_DEFAULT); /* all start and park */
   ts = now_ns();
+  f1 = minor_faults();
+  x1 = fault_traps();
   r1 = rss_bytes();
+  p1 = page_table_bytes();
   uvchan_close(&park_c);
   uv_run(&loop, UV_RUN_DEFAULT);
   tw = now_ns();
-  printf("%s %ld %.0f bytes/task rss, spawn+park %.1f ns/task, spawn+wake+exit %.1f ns/task\n",
+  printf("%s %ld %.0f bytes/task rss, spawn+park %.1f ns/task, spawn+wake+exit %.1f ns/task, "
+         "%.2f faults/task, %.0f page-table bytes/task, %.3f fault traps/task\n",
          n == 100000 ? "parked" : "parked1m", n, (double)(r1 - r0) / (double)n,
-         (ts - t0) / (double)n, (tw - t0) / (double)n);
+         (ts - t0) / (double)n, (tw - t0) / (double)n, (double)(f1 - f0) / (double)n,
+         (double)(p1 - p0) / (double)n, x0 < 0 ? -1.0 : (double)(x1 - x0) / (double)n);
   uvchan_destroy(&park_c);
   ctx_done();
 }
@@ -312,11 +376,14 @@ static void spawner(void* arg) {
 }
 
 static void bench_spawn(void) {
+  long f0;
   ctx_open();
   uvchan_wg_init(&ctx, &spawn_wg);
+  f0 = minor_faults();
   uvchan_task_spawn(&ctx, spawner, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
-  printf("spawn %ld %.1f ns/task (spawn, run, exit)\n", N, (t1 - t0) / (double)N);
+  printf("spawn %ld %.1f ns/task (spawn, run, exit), %.4f faults/task\n", N, (t1 - t0) / (double)N,
+         (double)(minor_faults() - f0) / (double)N);
   ctx_done();
 }
 

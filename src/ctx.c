@@ -214,8 +214,6 @@ static void uvchan__on_check(uv_check_t* check) {
     uv_idle_stop(&ctx->idle_);
     uv_check_stop(&ctx->check_);
     ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
-    if (ctx->pools_ != NULL)
-      uvchan__task_pools_scavenge(ctx);
     if (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)
       uvchan__ctx_shutdown_step(ctx);
     uvchan__ctx_maybe_finish_close(ctx);
@@ -486,6 +484,10 @@ static void uvchan__on_async_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, async_));
 }
 
+static void uvchan__on_stack_timer_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, stack_timer_));
+}
+
 static void uvchan__on_probe_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, probe_));
 }
@@ -502,7 +504,8 @@ typedef struct {
 static void uvchan__probe_find(uv_handle_t* h, void* arg) {
   uvchan__probe_t* p = (uvchan__probe_t*)arg;
   if (h == (uv_handle_t*)&p->ctx->check_ || h == (uv_handle_t*)&p->ctx->idle_ ||
-      h == (uv_handle_t*)&p->ctx->timer_ || h == (uv_handle_t*)&p->ctx->async_)
+      h == (uv_handle_t*)&p->ctx->timer_ || h == (uv_handle_t*)&p->ctx->async_ ||
+      h == (uv_handle_t*)&p->ctx->stack_timer_)
     p->found = 1;
 }
 
@@ -538,6 +541,9 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->idle_, uvchan__on_idle_closed, &foreign);
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->timer_, uvchan__on_timer_closed, &foreign);
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->async_, uvchan__on_async_closed, &foreign);
+  if (ctx->stack_timer_.type == UV_TIMER) /* initialised with the first task (stack.c) */
+    uvchan__close_handle(ctx, (uv_handle_t*)&ctx->stack_timer_, uvchan__on_stack_timer_closed,
+                         &foreign);
   if (foreign) {
     uv_idle_init(ctx->loop, &ctx->probe_); /* cannot fail */
     ctx->probe_.data = (void*)&uvchan__handle_tag;

@@ -9,72 +9,22 @@
  * callback is next, the queue is empty or the batch is spent. An operation that can complete at
  * once does so without a switch.
  *
- * Stacks. Each task's stack comes from a pool per stack size, carved out of large MAP_NORESERVE
- * reservations: a whole chunk of stacks is one mapping, so 100k tasks do not exhaust
- * vm.max_map_count as one mapping (or a guard page) per stack would. Only touched pages become
- * resident; the task struct itself sits at the top of its stack, in the page the task uses
- * first. A finished task's stack goes back to its pool still resident, so spawning after a task
- * ended costs no page faults. Beyond a hot set of 64, free stacks that went unused for a whole
- * second are released (MADV_DONTNEED): the pool keeps what the last second's peak needed, and
- * a burst of tasks leaves no lasting footprint. The check runs when a task ends and when the
- * loop has delivered every completion.
- *
- * Overflow. Without guard pages, the lowest 16 bytes of each stack are a canary that must read
- * zero; it is checked at every switch out of the task, and a task that overwrote it aborts the
- * process with a message. Reading it maps the shared zero page, so the check costs no memory.
- * A task spawned with attr.guard_page (or every task, when built with UVCHAN_STACK_GUARD) gets a
- * PROT_NONE page below its stack instead: certain detection, at one more mapping per stack (then
- * about 30k tasks fit under the default vm.max_map_count). */
+ * Stacks come from stack.c: the task struct sits at the top of its own stack, so a new task
+ * touches one page. */
 #include "uvchan-internal.h"
 #include "fiber.h"
 
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UVCHAN__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UVCHAN__ASAN 1
-#endif
-#endif
 
 #if defined(UVCHAN__ASAN)
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                      size_t* size_old);
-void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #define UVCHAN__ASAN_START(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
-/* A task that ended inside nested calls (uvchan_task_exit) leaves its frames' redzones poisoned;
- * the next task on that stack must not inherit them. */
-#define UVCHAN__ASAN_UNPOISON(addr, size) __asan_unpoison_memory_region(addr, size)
 #define UVCHAN__ASAN_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber(save, bottom, size)
 #else
 #define UVCHAN__ASAN_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #define UVCHAN__ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
-#define UVCHAN__ASAN_UNPOISON(addr, size) ((void)(addr), (void)(size))
-#endif
-
-/* Under valgrind, task stacks are registered so that a switch between two neighbouring stacks is
- * not mistaken for one stack growing: the client requests cost nothing outside valgrind. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define UVCHAN__VG_REGISTER(t) ((t)->vg_stack = VALGRIND_STACK_REGISTER((t)->stack_lo, (char*)(t)))
-#define UVCHAN__VG_DEREGISTER(t) VALGRIND_STACK_DEREGISTER((t)->vg_stack)
-#endif
-#endif
-#if !defined(UVCHAN__VG_REGISTER)
-#define UVCHAN__VG_REGISTER(t) ((void)(t))
-#define UVCHAN__VG_DEREGISTER(t) ((void)(t))
-#endif
-
-#if !defined(MAP_NORESERVE)
-#define MAP_NORESERVE 0
-#endif
-#if !defined(MAP_ANONYMOUS)
-#define MAP_ANONYMOUS MAP_ANON
 #endif
 
 enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN__TASK_DEAD };
@@ -83,13 +33,8 @@ enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN
 enum { UVCHAN__TASK_CANCELLED = 1u << 0 };
 
 enum {
-  UVCHAN__TURN_MS = 2,           /* the longest a task keeps the loop from polling */
-  UVCHAN__STACKS_PER_CHUNK = 64, /* one mapping per 64 stacks */
-  UVCHAN__POOL_KEEP_HOT = 64,    /* free stacks always kept resident for fast reuse */
-  UVCHAN__POOL_SCAVENGE_MS = 1000, /* how long a free stack stays resident unused */
-  UVCHAN__CANARY_BYTES = 16
+  UVCHAN__TURN_MS = 2 /* the longest a task keeps the loop from polling */
 };
-
 struct uvchan_task_s {
   struct uvchan__link_s link; /* first: ctx->tasks_ (the report walks it) */
   union {
@@ -102,8 +47,7 @@ struct uvchan_task_s {
   void* arg;
   const char* name;
   uvchan_wg_t* wg;
-  char* stack_lo; /* lowest usable byte; the canary lives here */
-  struct uvchan__pool_s* pool;
+  uvchan__stack_t stack;
   void* fake_stack; /* AddressSanitizer's fake stack while switched out */
   uint64_t id;
   unsigned state;
@@ -113,24 +57,6 @@ struct uvchan_task_s {
    * every call takes the slow path that returns UV_ECANCELED. */
   unsigned coop;
   unsigned coop_refill;
-  unsigned vg_stack; /* valgrind's id for the stack, when built with its header */
-};
-
-struct uvchan__pool_s {
-  struct uvchan__pool_s* next;
-  size_t size;   /* bytes per stack, guard page included, a multiple of the page size */
-  size_t guard;  /* bytes of PROT_NONE guard at the bottom of each stack (0 or a page) */
-  char* carve;   /* next unused stack in the newest chunk */
-  size_t carve_left;
-  void** free;   /* LIFO of free stacks: the most recently used is reused first */
-  size_t nfree;
-  size_t capfree;
-  size_t ncold;  /* free[0..ncold) have had their pages released */
-  size_t low;    /* the fewest free stacks since the last scavenge: free[0..low) went unused */
-  uint64_t scavenge_at; /* loop time of the next scavenge */
-  void** chunks;
-  size_t nchunks;
-  size_t capchunks;
 };
 
 /* Per-context task runtime, allocated with the first task. */
@@ -141,164 +67,36 @@ struct uvchan__rt_s {
   size_t sched_size;
   int from_sched;     /* ASan builds: the switch in flight left the loop's stack */
   uvchan_task_t* dead; /* a finished task whose stack is freed after the switch off it */
-  struct uvchan__pool_s* pools;
+  uvchan__stacks_t stacks;
 };
 
 static UVCHAN__TLS uvchan_task_t* uvchan__current;
 
-static size_t uvchan__page_size(void) {
-  static size_t page;
-  long p;
-  if (page == 0) {
-    p = sysconf(_SC_PAGESIZE);
-    page = p > 0 ? (size_t)p : 4096;
-  }
-  return page;
-}
-
 /* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
 #define UVCHAN__TASK_BYTES ((sizeof(uvchan_task_t) + 63) & ~(size_t)63)
 
-/* ---- stack pools ---- */
-
-static int uvchan__grow(void*** arr, size_t* cap, size_t need) {
-  size_t ncap;
-  void** p;
-  if (need <= *cap)
-    return 0;
-  ncap = *cap != 0 ? *cap * 2 : 64;
-  while (ncap < need)
-    ncap *= 2;
-  p = realloc(*arr, ncap * sizeof(void*));
-  if (p == NULL)
-    return UV_ENOMEM;
-  *arr = p;
-  *cap = ncap;
-  return 0;
-}
-
-static char* uvchan__stack_get(struct uvchan__pool_s* pool) {
-  size_t bytes;
-  char* chunk;
-  char* s;
-
-  if (pool->nfree > 0) {
-    s = pool->free[--pool->nfree];
-    if (pool->ncold > pool->nfree)
-      pool->ncold = pool->nfree;
-    if (pool->low > pool->nfree)
-      pool->low = pool->nfree;
-    return s;
-  }
-  if (pool->carve_left == 0) {
-    if (uvchan__grow(&pool->chunks, &pool->capchunks, pool->nchunks + 1) != 0)
-      return NULL;
-    bytes = pool->size * UVCHAN__STACKS_PER_CHUNK;
-    chunk = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
-    if (chunk == MAP_FAILED)
-      return NULL;
-#if defined(MADV_NOHUGEPAGE)
-    /* A huge page would make the first touch of a small stack cost 2 MB. */
-    (void)madvise(chunk, bytes, MADV_NOHUGEPAGE);
-#endif
-    pool->chunks[pool->nchunks++] = chunk;
-    pool->carve = chunk;
-    pool->carve_left = UVCHAN__STACKS_PER_CHUNK;
-  }
-  s = pool->carve;
-  pool->carve += pool->size;
-  pool->carve_left--;
-  if (pool->guard != 0 && mprotect(s, pool->guard, PROT_NONE) != 0)
-    return NULL; /* typically ENOMEM: vm.max_map_count reached */
-  return s;
-}
-
-/* Releases the pages of the free stacks that went unused since the last scavenge, beyond the
- * hot set; the oldest free stacks sit at the bottom of the LIFO, so those are free[0..low). */
-static void uvchan__pool_scavenge(struct uvchan__pool_s* pool, uint64_t now) {
-  size_t keep_from = pool->nfree > UVCHAN__POOL_KEEP_HOT ? pool->nfree - UVCHAN__POOL_KEEP_HOT : 0;
-  size_t end = pool->low < keep_from ? pool->low : keep_from;
-  size_t i;
-  for (i = pool->ncold; i < end; i++)
-    (void)madvise((char*)pool->free[i] + pool->guard, pool->size - pool->guard, MADV_DONTNEED);
-  if (end > pool->ncold)
-    pool->ncold = end;
-  pool->low = pool->nfree;
-  pool->scavenge_at = now + UVCHAN__POOL_SCAVENGE_MS;
-}
-
-static void uvchan__stack_put(struct uvchan__pool_s* pool, char* s, uint64_t now) {
-  UVCHAN__ASAN_UNPOISON(s + pool->guard, pool->size - pool->guard);
-  if (uvchan__grow(&pool->free, &pool->capfree, pool->nfree + 1) != 0)
-    return; /* the stack stays unused in its chunk until the chunk is unmapped */
-  pool->free[pool->nfree++] = s;
-  if (pool->nfree > UVCHAN__POOL_KEEP_HOT && now >= pool->scavenge_at)
-    uvchan__pool_scavenge(pool, now);
-}
-
-static struct uvchan__pool_s* uvchan__pool_for(struct uvchan__rt_s* rt, size_t size,
-                                                size_t guard) {
-  struct uvchan__pool_s* p;
-  for (p = rt->pools; p != NULL; p = p->next)
-    if (p->size == size && p->guard == guard)
-      return p;
-  p = calloc(1, sizeof(*p));
-  if (p == NULL)
-    return NULL;
-  p->size = size;
-  p->guard = guard;
-  p->next = rt->pools;
-  rt->pools = p;
-  return p;
-}
-
-void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx) {
-  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
-  struct uvchan__pool_s* p;
-  uint64_t now;
-  if (rt == NULL)
-    return;
-  now = uv_now(ctx->loop);
-  for (p = rt->pools; p != NULL; p = p->next)
-    if (p->nfree > UVCHAN__POOL_KEEP_HOT && now >= p->scavenge_at)
-      uvchan__pool_scavenge(p, now);
-}
-
 void uvchan__task_pools_free(uvchan_ctx_t* ctx) {
   struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
-  struct uvchan__pool_s* p;
-  size_t i;
-
   if (rt == NULL)
     return;
-  while ((p = rt->pools) != NULL) {
-    rt->pools = p->next;
-    for (i = 0; i < p->nchunks; i++)
-      munmap(p->chunks[i], p->size * UVCHAN__STACKS_PER_CHUNK);
-    free(p->chunks);
-    free(p->free);
-    free(p);
-  }
+  uvchan__stacks_free(&rt->stacks);
   free(rt);
   ctx->pools_ = NULL;
 }
 
-/* ---- switching ---- */
-
-static void uvchan__canary_check(uvchan_task_t* t) {
-  const uint64_t* c = (const uint64_t*)t->stack_lo;
-  if (UVCHAN__UNLIKELY((c[0] | c[1]) != 0)) {
-    fprintf(stderr,
-            "uvchan: task %s#%llu overflowed its stack of %zu bytes; give it a larger "
-            "uvchan_task_attr_t.stack_size\n",
-            t->name != NULL ? t->name : "", (unsigned long long)t->id, t->pool->size);
-    abort();
-  }
+const uvchan__stack_t* uvchan__task_stack(const uvchan_task_t* t) {
+  return &t->stack;
 }
 
+uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx) {
+  struct uvchan__rt_s* rt = (struct uvchan__rt_s*)ctx->pools_;
+  return rt != NULL ? &rt->stacks : NULL;
+}
+
+/* ---- switching ---- */
+
 /* Bytes of t's stack below the task struct: what ASan is told the stack is. */
-#define UVCHAN__STACK_SPAN(t) ((size_t)((char*)(t) - (t)->stack_lo))
+#define UVCHAN__STACK_SPAN(t) ((size_t)((char*)(t) - (t)->stack.lo))
 
 /* Leaves the running task `t`: hands over to the next task waiting in the completion queue when
  * there is one (a task-to-task switch, as Go's scheduler does), else returns to the loop, which
@@ -310,7 +108,7 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   uvchan_req_t* req = t->ctx->qhead_;
   uvchan_task_t* next;
 
-  uvchan__canary_check(t);
+  uvchan__stack_check(&t->stack, t);
   /* A request to finish first (thread.c) takes the loop's way, which finishes it. */
   if (req != NULL && (req->state_ & (UVCHAN__REQ_TASK | UVCHAN__REQ_FINISH)) == UVCHAN__REQ_TASK &&
       t->ctx->budget_ > 0 && !t->ctx->loop->stop_flag) {
@@ -320,7 +118,7 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
     uvchan__current = next;
     if (next == t)
       return 0;
-    UVCHAN__ASAN_START(fake, next->stack_lo, UVCHAN__STACK_SPAN(next));
+    UVCHAN__ASAN_START(fake, next->stack.lo, UVCHAN__STACK_SPAN(next));
     uvchan__fiber_switch(&t->fiber, &next->fiber);
   } else {
     uvchan__current = NULL;
@@ -334,8 +132,7 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
 static void uvchan__task_reap(struct uvchan__rt_s* rt) {
   uvchan_task_t* dead = rt->dead;
   rt->dead = NULL;
-  UVCHAN__VG_DEREGISTER(dead);
-  uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard, uv_now(dead->ctx->loop));
+  uvchan__stack_put(&dead->stack);
 }
 
 /* Runs on every stack right after a switch lands there: completes ASan's switch (learning the
@@ -394,12 +191,13 @@ void uvchan__task_resume(uvchan_req_t* req) {
   uvchan_task_t* t = UVCHAN__CONTAINER_OF(req, uvchan_task_t, r.req);
   struct uvchan__rt_s* rt = (struct uvchan__rt_s*)t->ctx->pools_;
 
+  uvchan__stack_thread_enter();
   uvchan__current = t;
   t->state = UVCHAN__TASK_RUNNING;
 #if defined(UVCHAN__ASAN)
   rt->from_sched = 1;
 #endif
-  UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, UVCHAN__STACK_SPAN(t));
+  UVCHAN__ASAN_START(&rt->sched_fake, t->stack.lo, UVCHAN__STACK_SPAN(t));
   uvchan__fiber_switch(&rt->sched, &t->fiber);
   uvchan__task_landed(rt, rt->sched_fake);
 }
@@ -561,53 +359,46 @@ static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, 
 
 static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_fn fn, void* arg,
                          const uvchan_task_attr_t* attr) {
-  size_t page = uvchan__page_size();
-  size_t size = attr != NULL && attr->stack_size != 0 ? attr->stack_size : UVCHAN_DEFAULT_STACK_SIZE;
+  size_t size = attr != NULL ? attr->stack_size : 0;
   struct uvchan__rt_s* rt;
-  struct uvchan__pool_s* pool;
+  uvchan__stack_t st;
   uvchan_task_t* t;
-  size_t guard;
-  char* s;
-
+  char* top;
   int err;
 
   if (!uvchan__ctx_ok(ctx) || fn == NULL || (ctx->flags_ & UVCHAN__CTX_CLOSING))
     return UV_EINVAL;
   if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
-  if (size < UVCHAN_MIN_STACK_SIZE || size > ((size_t)1 << 40))
+  if (!uvchan__stack_size_ok(size))
     return UV_EINVAL;
   if (attr != NULL && attr->wg != NULL &&
       (attr->wg->magic_ != UVCHAN__WG_MAGIC || attr->wg->ctx_ != ctx))
     return UV_EINVAL;
-#if defined(UVCHAN_STACK_GUARD)
-  guard = page;
-#else
-  guard = attr != NULL && attr->guard_page ? page : 0;
-#endif
-  size = ((size + page - 1) & ~(page - 1)) + guard;
 
   rt = (struct uvchan__rt_s*)ctx->pools_;
   if (rt == NULL) {
     rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
       return UV_ENOMEM;
+    err = uvchan__stacks_init(&rt->stacks, ctx);
+    if (err != 0) {
+      free(rt);
+      return err;
+    }
     ctx->pools_ = rt;
   }
-  pool = uvchan__pool_for(rt, size, guard);
-  if (pool == NULL)
-    return UV_ENOMEM;
-  s = uvchan__stack_get(pool);
-  if (s == NULL)
-    return UV_ENOMEM;
+  err = uvchan__stack_get(&rt->stacks, size, UVCHAN__TASK_BYTES, attr != NULL && attr->guard_page,
+                          &st, &top);
+  if (err != 0)
+    return err;
 
-  t = (uvchan_task_t*)(s + size - UVCHAN__TASK_BYTES);
+  t = (uvchan_task_t*)(top - UVCHAN__TASK_BYTES);
   memset(t, 0, sizeof(*t));
   t->ctx = ctx;
   t->fn = fn;
   t->arg = arg;
-  t->pool = pool;
-  t->stack_lo = s + guard;
+  t->stack = st;
   t->id = ctx->next_task_id_++;
   /* A run's count includes the call that ends it, so a run of BUDGET calls starts at BUDGET + 1
    * (after a park; after a yield the yielding call is the run's first: see uvchan__task_coop). */
@@ -621,8 +412,7 @@ static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_
     t->name = attr->name;
     t->wg = attr->wg;
   }
-  UVCHAN__VG_REGISTER(t);
-  uvchan__fiber_make(&t->fiber, t->stack_lo, (char*)t, uvchan__task_entry, t);
+  uvchan__fiber_make(&t->fiber, st.lo, (char*)t, uvchan__task_entry, t);
   uvchan__list_push(&ctx->tasks_, &t->link);
   ctx->ntasks_++;
   if (t->wg != NULL)

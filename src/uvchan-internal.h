@@ -509,6 +509,10 @@ void uvchan__wg_waiter_left(uvchan_wg_t* wg);
 /* A deadline, cancel or shutdown ends the await of a task's request (see uvchan_await_t). */
 void uvchan__await_abort(uvchan_req_t* req, int status);
 
+/* ---- stack.c ---- */
+
+#include "stack.h"
+
 /* ---- task.c ---- */
 
 /* Resumes the task owning `req` (its start, or the end of its wait). */
@@ -524,11 +528,12 @@ int uvchan__task_block(uvchan_task_t* t);
 uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t);
 /* The task that owns the request, if any. */
 uvchan_task_t* uvchan__req_task(const uvchan_req_t* req);
-/* Frees the stack pools of a context that has no tasks left. */
+/* Frees the task runtime and the stacks of a context that has no tasks left. */
 void uvchan__task_pools_free(uvchan_ctx_t* ctx);
-/* Releases the memory of task stacks that stayed free for a while (called when the loop has
- * delivered every completion). */
-void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx);
+/* A task's stack (async-signal-safe: the fault handler asks). */
+const uvchan__stack_t* uvchan__task_stack(const uvchan_task_t* t);
+/* The stacks of a context's tasks (NULL before its first task). */
+uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx);
 /* Fills `info` and returns 1 when `t` is parked on no channel or wait group (a sleep, an await,
  * a nil channel); else returns 0. */
 int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);

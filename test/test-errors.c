@@ -201,6 +201,10 @@ static void test_errors_task_calls_outside_task(void** state) {
   memset(&attr, 0, sizeof(attr));
   attr.stack_size = 100; /* below UVCHAN_MIN_STACK_SIZE */
   assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);
+  attr.stack_size = UVCHAN_MAX_STACK_SIZE + 1;
+  assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);
+  attr.stack_size = (size_t)1 << 40; /* 1 TiB */
+  assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);
   memset(&attr, 0, sizeof(attr));
   attr.wg = (uvchan_wg_t*)&ch; /* not a wait group */
   assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, &attr), UV_EINVAL);

@@ -1,7 +1,4 @@
 /* Tasks, with the ideas of Go's channel tests (runtime/chan_test.go, test/chan) ported to them. */
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <stdio.h>
 
@@ -665,68 +662,6 @@ static void test_task_stack_reused_after_exit_from_nested_calls(void** state) {
   assert_int_equal(fresh_runs, 100);
 }
 
-/* Stacks of finished tasks stay resident for fast reuse, and are released once they have gone
- * unused for a second or two (checked when a task ends or the loop runs dry). */
-static long rss_bytes(void) {
-  long pages = 0, resident = 0;
-  FILE* fp = fopen("/proc/self/statm", "r");
-  if (fp == NULL)
-    return -1;
-  if (fscanf(fp, "%ld %ld", &pages, &resident) != 2)
-    resident = -1;
-  fclose(fp);
-  return resident * 4096;
-}
-
-static uvchan_t scav_ch;
-static int scav_ended;
-static volatile char* volatile scav_escape; /* keeps `big` a real 32 KB array under any optimiser */
-static void scav_task(void* arg) {
-  volatile char big[32 * 1024];
-  long v;
-  (void)arg;
-  scav_escape = big;
-  for (size_t i = 0; i < sizeof(big); i += 512)
-    big[i] = 1;
-  (void)uvchan_task_recv(&scav_ch, &v);
-  scav_ended++;
-}
-static void nop_task(void* arg) {
-  (void)arg;
-}
-
-/* 1000 tasks that each touch 32 KB of stack, park, and end when the channel closes. */
-static void scav_wave(fixture_t* f) {
-  scav_ended = 0;
-  assert_int_equal(uvchan_init(&f->ctx, &scav_ch, sizeof(long), 0), 0);
-  for (int i = 0; i < 1000; i++)
-    assert_int_equal(uvchan_task_spawn(&f->ctx, scav_task, NULL, NULL), 0);
-  RUN(f);
-  assert_int_equal(uvchan_close(&scav_ch), 0);
-  RUN(f);
-  assert_int_equal(scav_ended, 1000);
-  assert_int_equal(uvchan_destroy(&scav_ch), 0);
-}
-
-static void test_task_free_stacks_released_when_unused(void** state) {
-  fixture_t* f = FX(state);
-  long before, hot, after;
-  before = rss_bytes();
-  scav_wave(f);
-  hot = rss_bytes(); /* the 1000 finished stacks are still resident, ready for reuse */
-  for (int round = 0; round < 2; round++) {
-    uv_sleep(1100);
-    assert_int_equal(uvchan_task_spawn(&f->ctx, nop_task, NULL, NULL), 0);
-    RUN(f);
-  }
-  after = rss_bytes();
-  print_message("rss: before %ld KB, 1000 finished tasks %ld KB, 2.2 s later %ld KB\n",
-                before / 1024, hot / 1024, after / 1024);
-  assert_true(hot - before > 20 * 1024 * 1024);
-  assert_true(hot - after > 20 * 1024 * 1024); /* all but the hot set of 64 went back */
-  scav_wave(f); /* released stacks are reused as they are */
-}
-
 static void named(void* arg) {
   (void)arg;
   assert_string_equal(uvchan_task_name(uvchan_task_self()), "alpha");
@@ -784,80 +719,6 @@ static void test_task_100k_parked(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
-/* The frame's buffer escapes through a volatile function pointer, and so does the recursion:
- * no compiler can shrink the frames or turn the recursion into a loop. */
-static void touch(char* p) {
-  p[0] = 1;
-  p[511] = 1;
-}
-static void (*volatile touch_fp)(char*) = touch;
-static int depth(int n);
-static int (*volatile depth_fp)(int) = depth;
-static int depth(int n) {
-  char pad[512];
-  touch_fp(pad);
-  return n <= 0 ? pad[0] : depth_fp(n - 1) + pad[511];
-}
-
-static void deep_recursion(void* arg) {
-  (void)arg;
-  depth(1000); /* ~512 KB of frames on a 16 KB stack */
-  uvchan_task_yield();
-}
-
-static void big_frame(void* arg) {
-  volatile char buf[24 * 1024]; /* written through, past the bottom of a 16 KB stack */
-  (void)arg;
-  for (size_t i = 0; i < sizeof(buf); i++)
-    buf[sizeof(buf) - 1 - i] = (char)0xab;
-  uvchan_task_yield();
-}
-
-/* Runs `fn` on a small stack in a child process; returns how the child ended. */
-static int overflow_in_child(uvchan_task_fn fn, int guard_page) {
-  pid_t pid;
-  int status;
-  fflush(NULL);
-  pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    uv_loop_t loop;
-    uvchan_ctx_t ctx;
-    uvchan_task_attr_t filler = {.stack_size = UVCHAN_MIN_STACK_SIZE * 2, .name = "filler", .guard_page = guard_page};
-    uvchan_task_attr_t attr = {.stack_size = UVCHAN_MIN_STACK_SIZE * 2, .name = "deep", .guard_page = guard_page};
-    if (freopen("/dev/null", "w", stderr) == NULL)
-      _exit(3);
-    uv_loop_init(&loop);
-    uvchan_ctx_init(&loop, &ctx);
-    uvchan_task_spawn(&ctx, set_ran, NULL, &filler); /* so the victim's stack is not the first */
-    uvchan_task_spawn(&ctx, fn, NULL, &attr);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    _exit(0); /* not detected: the parent fails the test */
-  }
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  return status;
-}
-
-/* Never a clean exit: the canary check aborts, a guard page or unmapped memory faults, or (under
- * AddressSanitizer) ASan reports the fault and exits non-zero. */
-static void assert_died(int status) {
-  if (WIFSIGNALED(status))
-    assert_true(WTERMSIG(status) == SIGABRT || WTERMSIG(status) == SIGSEGV);
-  else
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
-}
-
-static void test_task_stack_overflow_canary(void** state) {
-  (void)state;
-  assert_died(overflow_in_child(big_frame, 0));
-}
-
-static void test_task_stack_overflow_guard_page(void** state) {
-  (void)state;
-  assert_died(overflow_in_child(deep_recursion, 1));
-  assert_died(overflow_in_child(big_frame, 1));
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_task_runs_from_loop_not_inside_spawn),
@@ -878,12 +739,9 @@ int main(void) {
       TEST(test_task_handover_shares_the_batch),
       TEST(test_task_lone_yield_still_lets_loop_run),
       TEST(test_task_stack_reused_after_exit_from_nested_calls),
-      TEST(test_task_free_stacks_released_when_unused),
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
       TEST(test_task_100k_parked),
-      cmocka_unit_test(test_task_stack_overflow_canary),
-      cmocka_unit_test(test_task_stack_overflow_guard_page),
   };
   return cmocka_run_group_tests_name("task", tests, NULL, NULL);
 }

@@ -64,6 +64,7 @@ struct uvchan_ctx_s {
   uint64_t next_task_id_;
   uint64_t gen_;   /* this context's generation in the registry of live contexts */
   uint32_t slot_;  /* its slot there */
+  uv_timer_t stack_timer_; /* gives idle task stacks back; initialised with the first task */
 };
 
 /** Initialises `ctx` on `loop`. Reads UVCHAN_TRACE from the environment: "1" prints every channel

@@ -41,8 +41,11 @@
 
 /** Default task stack: virtual size, of which only touched pages become resident. */
 #define UVCHAN_DEFAULT_STACK_SIZE (64 * 1024)
-/** Smallest accepted task stack. */
-#define UVCHAN_MIN_STACK_SIZE (8 * 1024)
+/** Smallest accepted task stack: room for a synchronous getaddrinfo() (with glibc, about 6 KiB for
+ * a name in /etc/hosts, 12 KiB for a DNS lookup). */
+#define UVCHAN_MIN_STACK_SIZE (16 * 1024)
+/** Largest accepted task stack (1 GiB, Go's limit on 64-bit systems). */
+#define UVCHAN_MAX_STACK_SIZE ((size_t)1 << 30)
 
 typedef struct uvchan_ctx_s uvchan_ctx_t;
 typedef struct uvchan_s uvchan_t;

@@ -15,19 +15,33 @@ extern "C" {
 
 /** Options of uvchan_task_spawn(); zero-initialise it, set what you need. */
 struct uvchan_task_attr_s {
-  size_t stack_size; /**< 0: UVCHAN_DEFAULT_STACK_SIZE; rounded up to pages */
-  const char* name;  /**< for reports and traces; not copied */
+  size_t stack_size; /**< 0: UVCHAN_DEFAULT_STACK_SIZE; else from UVCHAN_MIN_STACK_SIZE to
+                        UVCHAN_MAX_STACK_SIZE, rounded up to pages (virtual: only touched pages
+                        become resident) */
+  const char* name;  /**< for reports, traces and the overflow message; not copied */
   uvchan_wg_t* wg;   /**< if set: uvchan_wg_add(wg, 1) now, uvchan_wg_done(wg) when the task ends */
-  int guard_page;    /**< 1: a PROT_NONE page under the stack, so an overflow faults at once. Each
-                        costs a kernel mapping: about 30k such tasks fit under Linux's default
-                        vm.max_map_count. 0: a canary checked at every switch (the default) */
+  int guard_page;    /**< 1: the stack must have a guard region (see docs/guide.md, Stacks): where
+                        only mprotect guards exist and their mapping budget is spent, the spawn
+                        fails with UV_ENOMEM instead of falling back to a canary stack. Every
+                        stack has a guard region while one can be had; with MADV_GUARD_INSTALL
+                        (Linux >= 6.13), always */
 };
 
 /** Starts `fn(arg)` as a task: a coroutine on ctx's loop, resumed from the loop, that can block in
  * the uvchan_task_* calls below as a goroutine blocks on a channel. The task first runs from the
  * loop, never inside this call. The task's memory belongs to uvchan and is reused when it ends.
- * Returns 0, UV_EINVAL (bad arguments, or ctx closing), UV_ECANCELED (ctx shutting down),
- * UV_EPERM (wrong thread), UV_ENOMEM. */
+ *
+ * Its stack has a 64 KiB guard region below it: a task that overflows its stack stops the program
+ * with a message naming it (id, name, stack size) before it can touch another task's memory. The
+ * first spawn of the process installs the SIGSEGV/SIGBUS handler that does this (faults elsewhere
+ * go on to the handler installed before it); a handler the application installs after the first
+ * spawn replaces it. Build task code with -fstack-clash-protection so that no frame, however
+ * large, can step over the guard region.
+ *
+ * Returns 0; UV_EINVAL (bad arguments, a stack size outside [UVCHAN_MIN_STACK_SIZE,
+ * UVCHAN_MAX_STACK_SIZE], or ctx closing); UV_ECANCELED (ctx shutting down); UV_EPERM (wrong
+ * thread); UV_ENOMEM (no memory or mapping for the stack, or attr.guard_page past the mapping
+ * budget of mprotect guards). */
 UVCHAN_EXTERN int uvchan_task_spawn(uvchan_ctx_t* ctx, uvchan_task_fn fn, void* arg,
                                     const uvchan_task_attr_t* attr);
 
