@@ -1512,11 +1512,15 @@ static void init_live_chan(int c) {
   stats.init_busy++;
 }
 
+static FILE* devnull;
+static void close_devnull(void) {
+  fclose(devnull);
+}
+
 static void check_report(void) {
-  static FILE* devnull;
   int waiting = 0;
-  if (devnull == NULL)
-    devnull = fopen("/dev/null", "w");
+  if (devnull == NULL && (devnull = fopen("/dev/null", "w")) != NULL)
+    atexit(close_devnull); /* opened once: the report is checked after most steps */
   for (int i = 0; i < NPARTY; i++)
     waiting += M.p[i].state == S_WAITING;
   CHECK_EQ("report", uvchan_ctx_report(&M.ctx, devnull), waiting);
