@@ -23,5 +23,6 @@
 #include "uvchan/common.h"
 #include "uvchan/chan.h"
 #include "uvchan/task.h"
+#include "uvchan/net.h"
 
 #endif /* UVCHAN_H */
