@@ -15,8 +15,8 @@
  * that wakes the task, which reads the kernel's bytes into its own buffer itself. So bytes move
  * only while the task runs: nothing is ever read for a task that left (a deadline, a cancel), and
  * a buffer shared by all the tasks of a loop is safe. Reading stays started between reads (a stop
- * and start per message costs epoll_ctl calls); when the socket is readable and no task waits,
- * reading stops there, and the bytes wait in the kernel.
+ * and start per message costs epoll_ctl calls); it stops when the socket is readable and no task
+ * waits (the bytes wait in the kernel), and when a deadline or a cancel ends a read.
  *
  * Writes: uv_try_write() first; what the kernel does not take is copied into heap chunks written
  * with uv_write(), at most a high-water mark of them per stream, so a peer that does not read
@@ -348,8 +348,12 @@ static void uvchan__on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
   }
 }
 
+/* A deadline or a cancel ends the read: libuv stops watching the stream for uvchan, so a stream
+ * nobody reads keeps no loop alive and the application may read it itself. */
 static void uvchan__read_cancel(uvchan_await_t* aw) {
-  uvchan__net_wake(UVCHAN__CONTAINER_OF(aw, uvchan__netw_t, aw), UV_ECANCELED);
+  uvchan__netw_t* w = UVCHAN__CONTAINER_OF(aw, uvchan__netw_t, aw);
+  uvchan__st_stop_reading(w->st);
+  uvchan__net_wake(w, UV_ECANCELED);
 }
 
 static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t timeout,
