@@ -274,8 +274,6 @@ static int uvchan__check(uvchan_task_t* t, const uv_handle_t* h, int need_stream
     return UV_EINVAL;
   if (uv_is_closing(h))
     return UV_EBADF;
-  if (uvchan_handle_owned(h))
-    return UV_EINVAL;
   return 0;
 }
 
@@ -835,6 +833,11 @@ int uvchan_task_close(uv_handle_t* handle) {
   /* No budget spent: cleanup must work after a cancel. */
   if ((err = uvchan__check(t, handle, 0)) != 0)
     return err;
+  /* uvchan's own handles are not the caller's to close. libuv never initialises `data`: reading
+   * it to compare with uvchan's tag is deliberate (see UVCHAN__VG_DEFINED). */
+  UVCHAN__VG_DEFINED(&handle->data, sizeof(handle->data));
+  if (uvchan_handle_owned(handle))
+    return UV_EINVAL;
   st = uvchan__st_find(handle);
   if (st == NULL) {
     /* A handle uvchan never used: a state only to find the closing task again. */

@@ -51,7 +51,8 @@ static uv_loop_t other_loop;
 
 static void bad_args(void* arg) {
   uv_pipe_t* p = arg;
-  uv_tcp_t foreign, tcp;
+  static uv_tcp_t foreign;
+  uv_tcp_t tcp;
   uv_timer_t timer;
   struct addrinfo* res;
   char b;
