@@ -1,12 +1,15 @@
 /* The channel engine.
  *
- * A channel is a ring buffer of cap_ elements plus two FIFO queues of waiters: sendq_ (parties
- * whose value could not be taken yet) and recvq_ (parties with nowhere to get a value from). A
- * waiter is a small record (Go's sudog) embedded in the waiting request, or in a select case.
+ * A channel is a ring buffer of ring_ elements plus two FIFO queues of waiters: sendq_ (parties
+ * whose value could not be taken yet, and reservations waiting for a slot) and recvq_ (parties
+ * with nowhere to get a value from). A waiter is a small record (Go's sudog) embedded in the
+ * waiting request, or in a select case. cap_ is the number of slots a send may fill: ring_, less
+ * the slots reservations hold (reserve.c).
  *
  * Invariants, kept by every function here:
  *   1. At least one of sendq_ and recvq_ is empty, except when the same select waits on both
- *      ends of one channel (a select never matches itself, see select.c).
+ *      ends of one channel (a select never matches itself, see select.c), and when reservations
+ *      hold every slot: then reservations (never senders) may wait beside receivers.
  *   2. recvq_ non-empty implies len_ == 0; sendq_ non-empty implies len_ == cap_. A value never
  *      waits in a queue while the buffer could take it, and a receiver never waits while the
  *      buffer holds one.
@@ -25,7 +28,10 @@
  */
 #include "uvchan-internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+
+static _Atomic uint64_t uvchan__next_chan_id = 1;
 
 /* The "buffer" of every buffered channel of zero-size elements: it holds only a count, but the
  * ring arithmetic (buf_ + i * 0) must not start from a null pointer, which C leaves undefined. */
@@ -53,6 +59,8 @@ int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capaci
   ch->ctx_ = ctx;
   ch->elem_size_ = elem_size;
   ch->cap_ = capacity;
+  ch->ring_ = capacity;
+  ch->id_ = atomic_fetch_add_explicit(&uvchan__next_chan_id, 1, memory_order_relaxed);
   uvchan__list_init(&ch->sendq_);
   uvchan__list_init(&ch->recvq_);
   uvchan__list_push(&ctx->chans_, &ch->link_);
@@ -241,7 +249,7 @@ int uvchan_destroy(uvchan_t* ch) {
   while (ch->len_ > 0) {
     if (ch->dtor_ != NULL)
       ch->dtor_(ch, ch->buf_ + ch->head_ * ch->elem_size_);
-    if (++ch->head_ == ch->cap_)
+    if (++ch->head_ == ch->ring_)
       ch->head_ = 0;
     ch->len_--;
   }
@@ -252,6 +260,54 @@ int uvchan_destroy(uvchan_t* ch) {
   ch->ctx_->nchans_--;
   ch->magic_ = 0;
   return 0;
+}
+
+/* ---- overflow policies ---- */
+
+void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req) {
+  size_t i;
+  ch->dropped_++;
+  switch (ch->overflow_) {
+    case UVCHAN_OVERFLOW_DROP_NEWEST: /* the value sent goes, the buffer stays */
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, (void*)value);
+      return;
+    case UVCHAN_OVERFLOW_DROP_OLDEST: /* the oldest goes; the value sent joins at the back */
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, ch->buf_ + ch->head_ * ch->elem_size_);
+      uvchan__take(ch, NULL);
+      uvchan__put(ch, value);
+      break;
+    default: /* UVCHAN_OVERFLOW_CONFLATE: the newest buffered value is replaced */
+      i = ch->head_ + ch->len_ - 1;
+      if (i >= ch->ring_)
+        i -= ch->ring_;
+      if (ch->dtor_ != NULL)
+        ch->dtor_(ch, ch->buf_ + i * ch->elem_size_);
+      uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
+      break;
+  }
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
+}
+
+int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy) {
+  if (!uvchan__chan_ok(ch) || (unsigned)policy > UVCHAN_OVERFLOW_CONFLATE || ch->ring_ == 0 ||
+      ch->cap_ != ch->ring_)
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
+  if (!uvchan__list_empty(&ch->sendq_))
+    return UV_EBUSY;
+  ch->overflow_ = policy;
+  if (policy == UVCHAN_OVERFLOW_BLOCK)
+    ch->flags_ &= ~UVCHAN__CHAN_OVERFLOW;
+  else
+    ch->flags_ |= UVCHAN__CHAN_OVERFLOW;
+  return 0;
+}
+
+uint64_t uvchan_dropped(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) ? ch->dropped_ : 0;
 }
 
 int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
@@ -277,7 +333,7 @@ size_t uvchan_len(const uvchan_t* ch) {
 }
 
 size_t uvchan_cap(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->cap_ : 0;
+  return uvchan__chan_ok(ch) ? ch->ring_ : 0;
 }
 
 size_t uvchan_elem_size(const uvchan_t* ch) {

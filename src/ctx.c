@@ -66,9 +66,15 @@ int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic) {
  * valid memory from any thread. */
 enum { UVCHAN__SLOT_CHUNK = 4096, UVCHAN__SLOT_CHUNKS = 4096 };
 
-static _Atomic uint64_t* uvchan__slots[UVCHAN__SLOT_CHUNKS];
-static uint32_t* uvchan__free_slots;
-static uint32_t uvchan__nfree, uvchan__capfree, uvchan__nslots;
+/* A free slot holds UVCHAN__SLOT_FREE | (next free slot + 1): never a generation. The first
+ * chunk is static, so a program with fewer than 4096 live contexts allocates nothing here. */
+#define UVCHAN__SLOT_FREE ((uint64_t)1 << 63)
+
+static _Atomic uint64_t uvchan__slots0[UVCHAN__SLOT_CHUNK];
+/* Chunk pointers are written once, under the lock, and read by any thread without it. */
+static _Atomic uint64_t* _Atomic uvchan__slots[UVCHAN__SLOT_CHUNKS] = {uvchan__slots0};
+static uint32_t uvchan__free_head; /* first free slot + 1; 0: none */
+static uint32_t uvchan__nslots;    /* slots ever handed out */
 static uint64_t uvchan__next_gen = 1;
 static uv_once_t uvchan__registry_once = UV_ONCE_INIT;
 static uv_mutex_t uvchan__registry_lock;
@@ -78,42 +84,43 @@ static void uvchan__registry_init(void) {
     abort();
 }
 
+static _Atomic uint64_t* uvchan__slot(uint32_t slot) {
+  _Atomic uint64_t* chunk =
+      atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_acquire);
+  return &chunk[slot % UVCHAN__SLOT_CHUNK];
+}
+
 static int uvchan__registry_enter(uvchan_ctx_t* ctx) {
-  uint32_t slot = 0, *p;
+  uint32_t slot;
   int err = 0;
 
   uv_once(&uvchan__registry_once, uvchan__registry_init);
   uv_mutex_lock(&uvchan__registry_lock);
-  if (uvchan__nfree > 0) {
-    slot = uvchan__free_slots[--uvchan__nfree];
+  if (uvchan__free_head != 0) {
+    slot = uvchan__free_head - 1;
+    uvchan__free_head =
+        (uint32_t)(atomic_load_explicit(uvchan__slot(slot), memory_order_relaxed) &
+                   ~UVCHAN__SLOT_FREE);
   } else if (uvchan__nslots == (uint32_t)UVCHAN__SLOT_CHUNK * UVCHAN__SLOT_CHUNKS) {
     err = UV_ENOMEM;
   } else {
+    _Atomic uint64_t* chunk;
     slot = uvchan__nslots;
-    if (uvchan__slots[slot / UVCHAN__SLOT_CHUNK] == NULL)
-      uvchan__slots[slot / UVCHAN__SLOT_CHUNK] = calloc(UVCHAN__SLOT_CHUNK, sizeof(uint64_t));
-    if (uvchan__slots[slot / UVCHAN__SLOT_CHUNK] == NULL)
+    chunk = atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_relaxed);
+    if (chunk == NULL) {
+      chunk = calloc(UVCHAN__SLOT_CHUNK, sizeof(uint64_t));
+      atomic_store_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], chunk,
+                            memory_order_release);
+    }
+    if (chunk == NULL)
       err = UV_ENOMEM;
     else
       uvchan__nslots++;
   }
-  if (err == 0 && uvchan__nfree == uvchan__capfree) {
-    /* Make room now for this slot's return, so that leaving the registry cannot fail. */
-    p = realloc(uvchan__free_slots, (uvchan__capfree + 64) * sizeof(*p));
-    if (p == NULL) {
-      err = UV_ENOMEM;
-    } else {
-      uvchan__free_slots = p;
-      uvchan__capfree += 64;
-    }
-  }
   if (err == 0) {
     ctx->slot_ = slot;
     ctx->gen_ = uvchan__next_gen++;
-    atomic_store_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK][slot % UVCHAN__SLOT_CHUNK],
-                          ctx->gen_, memory_order_release);
-  } else if (uvchan__nfree < uvchan__capfree && slot < uvchan__nslots) {
-    uvchan__free_slots[uvchan__nfree++] = slot;
+    atomic_store_explicit(uvchan__slot(slot), ctx->gen_, memory_order_release);
   }
   uv_mutex_unlock(&uvchan__registry_lock);
   return err;
@@ -121,10 +128,9 @@ static int uvchan__registry_enter(uvchan_ctx_t* ctx) {
 
 static void uvchan__registry_leave(uvchan_ctx_t* ctx) {
   uv_mutex_lock(&uvchan__registry_lock);
-  atomic_store_explicit(
-      &uvchan__slots[ctx->slot_ / UVCHAN__SLOT_CHUNK][ctx->slot_ % UVCHAN__SLOT_CHUNK], 0,
-      memory_order_release);
-  uvchan__free_slots[uvchan__nfree++] = ctx->slot_;
+  atomic_store_explicit(uvchan__slot(ctx->slot_), UVCHAN__SLOT_FREE | uvchan__free_head,
+                        memory_order_release);
+  uvchan__free_head = ctx->slot_ + 1;
   uv_mutex_unlock(&uvchan__registry_lock);
 }
 
@@ -132,7 +138,7 @@ int uvchan__ctx_alive(uint32_t slot, uint64_t gen) {
   _Atomic uint64_t* chunk;
   if (slot / UVCHAN__SLOT_CHUNK >= UVCHAN__SLOT_CHUNKS)
     return 0;
-  chunk = uvchan__slots[slot / UVCHAN__SLOT_CHUNK];
+  chunk = atomic_load_explicit(&uvchan__slots[slot / UVCHAN__SLOT_CHUNK], memory_order_acquire);
   return chunk != NULL &&
          atomic_load_explicit(&chunk[slot % UVCHAN__SLOT_CHUNK], memory_order_acquire) == gen;
 }
@@ -157,6 +163,9 @@ static void uvchan__deliver(uvchan_req_t* req) {
       break;
     case UVCHAN_REQ_SELECT:
       ((uvchan_select_cb)cb)((uvchan_select_t*)req, status);
+      break;
+    case UVCHAN_REQ_RESERVE:
+      ((uvchan_reserve_cb)cb)((uvchan_reserve_t*)req, status);
       break;
     default:
       ((uvchan_req_cb)cb)(req, status);

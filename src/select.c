@@ -21,10 +21,15 @@
 
 static int uvchan__case_ready(const uvchan_case_t* c) {
   const uvchan_t* ch = c->chan;
+  if (c->op == UVCHAN_OP_RECV) /* a waiting reservation in sendq_ holds no value: see below */
+    return ch->len_ > 0 || (ch->flags_ & UVCHAN__CHAN_CLOSED) ||
+           (!uvchan__list_empty(&ch->sendq_) &&
+            (uvchan__first_waiter((struct uvchan__link_s*)&ch->sendq_)->op == UVCHAN_OP_SEND ||
+             uvchan__first_sender((uvchan_t*)ch) != NULL));
   if (c->op == UVCHAN_OP_SEND)
-    return (ch->flags_ & UVCHAN__CHAN_CLOSED) || !uvchan__list_empty(&ch->recvq_) ||
-           ch->len_ < ch->cap_;
-  return ch->len_ > 0 || !uvchan__list_empty(&ch->sendq_) || (ch->flags_ & UVCHAN__CHAN_CLOSED);
+    return (ch->flags_ & (UVCHAN__CHAN_CLOSED | UVCHAN__CHAN_OVERFLOW)) ||
+           !uvchan__list_empty(&ch->recvq_) || ch->len_ < ch->cap_;
+  return (ch->flags_ & UVCHAN__CHAN_CLOSED) || ch->len_ < ch->cap_;
 }
 
 /* Checks the cases and finds their context (used by task.c too). Returns the number of cases
@@ -40,10 +45,17 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
     c = &cases[i];
     if (c->chan == NULL)
       continue;
-    if (!uvchan__chan_ok(c->chan) || (c->op != UVCHAN_OP_SEND && c->op != UVCHAN_OP_RECV))
+    if (!uvchan__chan_ok(c->chan))
       return UV_EINVAL;
-    if (c->op == UVCHAN_OP_SEND && c->value == NULL && c->chan->elem_size_ != 0)
-      return UV_EINVAL;
+    if (c->op != UVCHAN_OP_RECV) { /* receive cases, the common ones, need no more checks */
+      if (c->op == UVCHAN_OP_SEND) {
+        if (c->value == NULL && c->chan->elem_size_ != 0)
+          return UV_EINVAL;
+      } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || c->chan->ring_ == 0 ||
+                 (c->chan->flags_ & UVCHAN__CHAN_OVERFLOW)) {
+        return UV_EINVAL;
+      }
+    }
     if (*ctx == NULL)
       *ctx = c->chan->ctx_;
     else if (*ctx != c->chan->ctx_)
@@ -73,8 +85,12 @@ static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned
     return -1;
   c = &cases[chosen];
   /* A ready case completes: never UVCHAN__MUST_WAIT. */
-  *status = c->op == UVCHAN_OP_SEND ? uvchan__send_now(c->chan, c->value, req)
-                                    : uvchan__recv_now(c->chan, c->value, req);
+  if (c->op == UVCHAN_OP_RECV)
+    *status = uvchan__recv_now(c->chan, c->value, req);
+  else if (c->op == UVCHAN_OP_SEND)
+    *status = uvchan__send_now(c->chan, c->value, req);
+  else
+    *status = uvchan__reserve_now(c->chan, (uvchan_permit_t*)c->value);
   return chosen;
 }
 

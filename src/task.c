@@ -716,6 +716,35 @@ int uvchan_task_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout) {
   return uvchan__task_op(ch, value, UVCHAN_OP_RECV, timeout, 1);
 }
 
+static int uvchan__task_reserve(uvchan_t* ch, uvchan_permit_t* permit, uint64_t timeout,
+                                int has_deadline) {
+  uvchan_task_t* t = uvchan__current;
+  uvchan_req_t* req;
+  int status;
+
+  if (t == NULL || permit == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx ||
+      ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
+    return UV_EINVAL;
+  if ((status = uvchan__task_spend(t)) != 0)
+    return status;
+  status = uvchan__reserve_now(ch, permit);
+  if (status != UVCHAN__MUST_WAIT)
+    return status;
+  req = uvchan__task_req(t, UVCHAN_REQ_RESERVE);
+  uvchan__wait(ch, &req->w_, req, permit, UVCHAN_OP_RESERVE, 0);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  return uvchan__task_await(t, req, 0);
+}
+
+int uvchan_task_reserve(uvchan_t* ch, uvchan_permit_t* permit) {
+  return uvchan__task_reserve(ch, permit, 0, 0);
+}
+
+int uvchan_task_reserve_timeout(uvchan_t* ch, uvchan_permit_t* permit, uint64_t timeout) {
+  return uvchan__task_reserve(ch, permit, timeout, 1);
+}
+
 static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeout,
                                int has_deadline, int* status) {
   uvchan_task_t* t = uvchan__current;

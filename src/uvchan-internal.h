@@ -94,7 +94,12 @@ enum {
 };
 
 /* Channel flags_. */
-enum { UVCHAN__CHAN_CLOSED = 1u << 0 };
+enum {
+  UVCHAN__CHAN_CLOSED = 1u << 0,
+  UVCHAN__CHAN_OVERFLOW = 1u << 1 /* a dropping overflow policy: sends never wait */
+};
+
+#define UVCHAN__PERMIT_MAGIC 0x75706d74u /* "upmt": set while a permit holds a slot */
 
 /* ---- intrusive circular list: a sentinel link is the empty list ---- */
 
@@ -250,7 +255,7 @@ UVCHAN__INLINE void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvcha
   w->value = value;
   w->op = op;
   w->index = index;
-  uvchan__list_push(op == UVCHAN_OP_SEND ? &ch->sendq_ : &ch->recvq_, &w->link);
+  uvchan__list_push(op == UVCHAN_OP_RECV ? &ch->recvq_ : &ch->sendq_, &w->link);
   req->state_ |= UVCHAN__REQ_WAITING;
   UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
 }
@@ -284,8 +289,8 @@ UVCHAN__INLINE void uvchan__copy(void* dst, const void* src, size_t n) {
 /* Appends `value` to the ring; the caller checked there is room. */
 UVCHAN__INLINE void uvchan__put(uvchan_t* ch, const void* value) {
   size_t i = ch->head_ + ch->len_;
-  if (i >= ch->cap_)
-    i -= ch->cap_;
+  if (i >= ch->ring_)
+    i -= ch->ring_;
   uvchan__copy(ch->buf_ + i * ch->elem_size_, value, ch->elem_size_);
   ch->len_++;
 }
@@ -294,10 +299,19 @@ UVCHAN__INLINE void uvchan__put(uvchan_t* ch, const void* value) {
 UVCHAN__INLINE void uvchan__take(uvchan_t* ch, void* value) {
   if (value != NULL)
     uvchan__copy(value, ch->buf_ + ch->head_ * ch->elem_size_, ch->elem_size_);
-  if (++ch->head_ == ch->cap_)
+  if (++ch->head_ == ch->ring_)
     ch->head_ = 0;
   ch->len_--;
 }
+
+/* A full buffer under a dropping overflow policy takes `value` anyway (chan.c). */
+void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req);
+/* The slot a receive just freed goes to waiting reservation `w` (reserve.c). */
+void uvchan__grant(uvchan_t* ch, struct uvchan__waiter_s* w);
+/* A receive finds no value but waiting parties in sendq_: only reservations, or senders behind
+ * them, can be there when reservations hold every slot (reserve.c). Returns the first sender,
+ * or NULL. */
+struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch);
 
 /* Completes a send of `value` by `req` (NULL for a try-send) if it can be done now: returns its
  * status (0, or UV_EPIPE on a closed channel), or UVCHAN__MUST_WAIT. A waiting receiver it
@@ -321,6 +335,10 @@ UVCHAN__INLINE int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_
     UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
     return 0;
   }
+  if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_OVERFLOW)) {
+    uvchan__overflow(ch, value, req);
+    return 0;
+  }
   return UVCHAN__MUST_WAIT;
 }
 
@@ -335,23 +353,31 @@ UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req
     UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
     if (UVCHAN__UNLIKELY(!uvchan__list_empty(&ch->sendq_))) {
       /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
-       * keeps send order and completes that sender. */
+       * keeps send order and completes that sender; a waiting reservation takes the slot. */
       w = uvchan__first_waiter(&ch->sendq_);
-      uvchan__put(ch, w->value);
-      UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE)) {
+        uvchan__grant(ch, w);
+      } else {
+        uvchan__put(ch, w->value);
+        UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+      }
       uvchan__wake(w, 0);
     }
     return 0;
   }
   if (!uvchan__list_empty(&ch->sendq_)) {
-    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. */
+    /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. A buffered channel whose
+     * slots are all reserved can have reservations waiting here too: they hold no value. */
     w = uvchan__first_waiter(&ch->sendq_);
+    if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE) && (w = uvchan__first_sender(ch)) == NULL)
+      goto none;
     if (value != NULL)
       uvchan__copy(value, w->value, ch->elem_size_);
     UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
     uvchan__wake(w, 0);
     return 0;
   }
+none:
   if (ch->flags_ & UVCHAN__CHAN_CLOSED) {
     if (value != NULL)
       memset(value, 0, ch->elem_size_); /* Go's zero value from a closed channel */
@@ -359,6 +385,11 @@ UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req
   }
   return UVCHAN__MUST_WAIT;
 }
+
+/* ---- reserve.c ---- */
+
+/* Reserves a slot for `permit` if one is free now: 0, UV_EPIPE (closed), or UVCHAN__MUST_WAIT. */
+int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit);
 
 /* ---- select.c ---- */
 

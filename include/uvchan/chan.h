@@ -187,7 +187,8 @@ struct uvchan_s {
   uvchan_ctx_t* ctx_;
   char* buf_;
   size_t elem_size_;
-  size_t cap_;
+  size_t cap_;  /* slots a send may fill now: the ring's size less the slots reserved */
+  size_t ring_; /* the ring's size: the capacity given at init */
   size_t len_;
   size_t head_;
   struct uvchan__link_s sendq_;
@@ -195,9 +196,21 @@ struct uvchan_s {
   struct uvchan__link_s link_;
   uvchan_elem_destroy_cb dtor_;
   const char* name_;
+  uint64_t dropped_;
+  uint64_t id_; /* never reused: a permit names the channel it holds a slot of */
   uint32_t magic_;
   unsigned flags_;
+  unsigned overflow_;
 };
+
+/** What a send does when the buffer is full and no receiver waits. */
+typedef enum {
+  UVCHAN_OVERFLOW_BLOCK = 0,   /**< it waits (the default): backpressure */
+  UVCHAN_OVERFLOW_DROP_NEWEST, /**< the value sent is dropped */
+  UVCHAN_OVERFLOW_DROP_OLDEST, /**< the oldest buffered value is dropped (a sliding buffer) */
+  UVCHAN_OVERFLOW_CONFLATE     /**< the newest buffered value is replaced by the one sent; with
+                                    capacity 1 the buffer always holds the latest value */
+} uvchan_overflow;
 
 /** Initialises `ch` on `ctx`. The buffer (capacity * elem_size bytes) is allocated here, once.
  * Returns 0, UV_EINVAL (NULL, a size that overflows, a bad context or one closing), UV_EBUSY
@@ -215,7 +228,18 @@ UVCHAN_EXTERN int uvchan_destroy(uvchan_t* ch);
  * receivers complete with UV_EOF. Closing twice returns UV_EPIPE. */
 UVCHAN_EXTERN int uvchan_close(uvchan_t* ch);
 
-/** Sets a destructor called, at uvchan_destroy(), for each value still in the buffer. */
+/** Sets what a send does when the buffer is full and no receiver waits (see uvchan_overflow).
+ * With a dropping policy a send never waits: it completes with 0, and the value dropped goes to
+ * the element destructor and is counted by uvchan_dropped(). Returns 0; UV_EINVAL for a bad
+ * channel or policy, an unbuffered channel (a drop needs a buffer), or reservations held
+ * (uvchan_reserve()); UV_EBUSY while senders wait; UV_EPERM from another thread. */
+UVCHAN_EXTERN int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy);
+
+/** How many values the overflow policy dropped so far (0 for a bad channel). */
+UVCHAN_EXTERN uint64_t uvchan_dropped(const uvchan_t* ch);
+
+/** Sets a destructor called, at uvchan_destroy(), for each value still in the buffer, and for
+ * each value an overflow policy drops. */
 UVCHAN_EXTERN int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor);
 
 /** Names `ch` for traces and deadlock reports. The string is not copied. */
@@ -315,8 +339,9 @@ UVCHAN_EXTERN uvchan_task_t* uvchan_req_task(const uvchan_req_t* req);
 /* ------------------------------------------------------------------------------------------ */
 /* Select                                                                                      */
 
-/** One case of a select: send the element at `value` on `chan`, or receive from it into `value`.
- * A case whose `chan` is NULL is ignored (Go's nil-channel idiom). Build them with the macros. */
+/** One case of a select: send the element at `value` on `chan`, receive from it into `value`, or
+ * reserve a slot of it into the uvchan_permit_t at `value` (UVCHAN_CASE_RESERVE). A case whose
+ * `chan` is NULL is ignored (Go's nil-channel idiom). Build them with the macros. */
 struct uvchan_case_s {
   uvchan_t* chan; /**< the channel, or NULL to switch the case off */
   uvchan_op op;   /**< UVCHAN_OP_SEND or UVCHAN_OP_RECV */
@@ -357,6 +382,59 @@ UVCHAN_EXTERN int uvchan_select_timeout(uvchan_select_t* req, uvchan_case_t* cas
 /** A select with a default: completes one ready case now and returns its index (>= 0) with its
  * status in `*status` (may be NULL), or returns UV_EAGAIN when none is ready. */
 UVCHAN_EXTERN int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Two-phase send: reserve a slot, then commit a value or release the slot                     */
+
+/** A reserved slot of a buffered channel (tokio's Permit). It holds capacity: a reserved slot is
+ * not free for other sends until uvchan_commit() fills it or uvchan_release() gives it back, so
+ * a producer can take a slot first and make its value afterwards, and nothing is lost when it
+ * gives up. A permit still held when its channel closes commits nothing (UV_EPIPE) and frees its
+ * slot; one whose channel was destroyed is void (UV_EINVAL). */
+struct uvchan_permit_s {
+  /* private */
+  uvchan_t* chan_;
+  uint64_t chan_id_;
+  uint32_t magic_;
+};
+
+/** A reservation request: waits like a send until a slot is free. */
+struct uvchan_reserve_s {
+  UVCHAN_REQ_FIELDS
+  uvchan_permit_t permit; /**< held once the callback got 0 */
+};
+
+/** Reserves one slot of `ch` (capacity > 0): `cb` runs from the loop with 0 once a slot is held
+ * in req->permit (at once if one is free), UV_EPIPE if `ch` is or gets closed, UV_ECANCELED if
+ * cancelled or `ch` destroyed. Slots are granted in FIFO order with waiting senders. Returns 0,
+ * UV_EINVAL (NULL argument, bad or unbuffered channel, a dropping overflow policy), UV_EBUSY
+ * (`req` pending), UV_ECANCELED (shutdown), UV_EPERM (wrong thread). */
+UVCHAN_EXTERN int uvchan_reserve(uvchan_reserve_t* req, uvchan_t* ch, uvchan_reserve_cb cb);
+
+/** As uvchan_reserve(), with a deadline of `timeout` ms (UV_ETIMEDOUT, nothing held). */
+UVCHAN_EXTERN int uvchan_reserve_timeout(uvchan_reserve_t* req, uvchan_t* ch, uint64_t timeout,
+                                         uvchan_reserve_cb cb);
+
+/** Reserves a slot now or not at all: 0 with `permit` held, UV_EAGAIN when none is free,
+ * UV_EPIPE when `ch` is closed, UV_EINVAL / UV_EPERM as uvchan_reserve(). */
+UVCHAN_EXTERN int uvchan_try_reserve(uvchan_t* ch, uvchan_permit_t* permit);
+
+/** Sends `value` into the slot `permit` holds: it goes to a waiting receiver or into the buffer,
+ * never waits, and the permit is spent. Returns 0; UV_EPIPE if the channel was closed meanwhile
+ * (the value was not taken, the slot is freed); UV_EINVAL for a permit not held (never filled,
+ * spent, or its channel destroyed) or a NULL value with element size > 0; UV_EPERM from another
+ * thread. */
+UVCHAN_EXTERN int uvchan_commit(uvchan_permit_t* permit, const void* value);
+
+/** Gives the slot back unused: it goes to the first waiting sender or reservation, if any.
+ * Returns 0, UV_EINVAL for a permit not held, UV_EPERM from another thread. */
+UVCHAN_EXTERN int uvchan_release(uvchan_permit_t* permit);
+
+/** 1 while `permit` holds a slot, else 0. */
+UVCHAN_EXTERN int uvchan_permit_held(const uvchan_permit_t* permit);
+
+#define UVCHAN_CASE_RESERVE(ch, permit) \
+  {(ch), UVCHAN_OP_RESERVE, (void*)(permit), {{0, 0}, 0, 0, 0, 0, 0}}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Wait group                                                                                  */

@@ -54,6 +54,8 @@ typedef struct uvchan_task_attr_s uvchan_task_attr_t;
 typedef struct uvchan_trace_s uvchan_trace_t;
 typedef struct uvchan_waiting_s uvchan_waiting_t;
 typedef struct uvchan_await_s uvchan_await_t;
+typedef struct uvchan_reserve_s uvchan_reserve_t;
+typedef struct uvchan_permit_s uvchan_permit_t;
 
 /** What a request is. */
 typedef enum {
@@ -64,17 +66,23 @@ typedef enum {
   UVCHAN_REQ_WG_WAIT,
   UVCHAN_REQ_SLEEP,
   UVCHAN_REQ_TASK, /**< a task's start or yield */
-  UVCHAN_REQ_AWAIT /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
+  UVCHAN_REQ_AWAIT, /**< a task awaiting an operation outside uvchan (uvchan_task_await()) */
+  UVCHAN_REQ_RESERVE /**< a reservation of a buffer slot (two-phase send) */
 } uvchan_req_type;
 
 /** The direction of a select case. */
-typedef enum { UVCHAN_OP_SEND = 1, UVCHAN_OP_RECV = 2 } uvchan_op;
+typedef enum {
+  UVCHAN_OP_SEND = 1,
+  UVCHAN_OP_RECV = 2,
+  UVCHAN_OP_RESERVE = 3 /**< reserve a buffer slot; the case's value is a uvchan_permit_t* */
+} uvchan_op;
 
 typedef void (*uvchan_ctx_close_cb)(uvchan_ctx_t* ctx);
 typedef void (*uvchan_req_cb)(uvchan_req_t* req, int status);
 typedef void (*uvchan_send_cb)(uvchan_send_t* req, int status);
 typedef void (*uvchan_recv_cb)(uvchan_recv_t* req, int status);
 typedef void (*uvchan_select_cb)(uvchan_select_t* req, int status);
+typedef void (*uvchan_reserve_cb)(uvchan_reserve_t* req, int status);
 typedef void (*uvchan_elem_destroy_cb)(uvchan_t* ch, void* value);
 typedef void (*uvchan_timer_close_cb)(uvchan_timer_t* timer);
 typedef void (*uvchan_task_fn)(void* arg);

@@ -96,6 +96,12 @@ UVCHAN_EXTERN int uvchan_task_select(uvchan_case_t* cases, unsigned n, int* stat
 /** As uvchan_task_select(), or UV_ETIMEDOUT after `timeout` ms. */
 UVCHAN_EXTERN int uvchan_task_select_timeout(uvchan_case_t* cases, unsigned n, uint64_t timeout,
                                              int* status);
+/** Reserves a slot of `ch` into `*permit` (see uvchan_reserve()): 0, UV_EPIPE (closed),
+ * UV_ECANCELED; UV_EINVAL for an unbuffered channel or one with a dropping overflow policy. */
+UVCHAN_EXTERN int uvchan_task_reserve(uvchan_t* ch, uvchan_permit_t* permit);
+/** As uvchan_task_reserve(), or UV_ETIMEDOUT after `timeout` ms. */
+UVCHAN_EXTERN int uvchan_task_reserve_timeout(uvchan_t* ch, uvchan_permit_t* permit,
+                                              uint64_t timeout);
 /** Waits until `wg` counts 0. */
 UVCHAN_EXTERN int uvchan_task_wg_wait(uvchan_wg_t* wg);
 /** Sleeps `ms` milliseconds of loop time (on the context's deadline timer). */
