@@ -41,7 +41,9 @@ extern "C" {
  * call runs and is the caller's again when it returns: a buffer shared by every task of a loop
  * works. One task at a time may read a stream: a second concurrent reader gets UV_EBUSY, and so
  * does a stream that the application reads with its own uv_read_start(). `len` 0 returns 0.
- * Returns UV_EINVAL for a NULL `buf` with `len` > 0. */
+ * Returns UV_EINVAL for a NULL `buf` with `len` > 0, UV_ENOTSUP for an IPC pipe (its reads carry
+ * handles: read it with uv_read_start()), UV_ECANCELED when uvchan_task_close() closes the stream
+ * under the read. The read itself is a read(2) on the stream's descriptor (Unix). */
 UVCHAN_EXTERN ssize_t uvchan_task_read(uv_stream_t* stream, void* buf, size_t len);
 
 /** As uvchan_task_read(), or UV_ETIMEDOUT when nothing came within `timeout` ms. */
@@ -52,16 +54,20 @@ UVCHAN_EXTERN ssize_t uvchan_task_read_timeout(uv_stream_t* stream, void* buf, s
  * of bytes accepted before it (POSIX's partial write), or a negative code when none were.
  *
  * Bytes go to the kernel at once when the socket has room (uv_try_write(): no copy, no switch);
- * what it cannot take is copied into per-stream chunks written with uv_write(). At most a
- * high-water mark of such bytes (UVCHAN_STREAM_HWM, 64 KiB, see uvchan_stream_set_hwm()) is
- * queued per stream: a write waits while the queue is at the mark, so a peer that stops reading
- * blocks the writing task, and the memory a stream holds stays below the mark plus one chunk.
- * Bytes are taken UVCHAN_STREAM_WRITE_CHUNK (64 KiB) at a time, each piece accepted whole
- * before any wait: a write of up to 64 KiB that finds the queue below the mark returns at once,
- * and `buf` is never read again after the call returns. A deadline, a cancel or an error during
- * a wait ends the call; what was accepted is still written. A queued write that fails later
- * makes the next write or shutdown on the stream return its error (UV_EPIPE, UV_ECONNRESET...).
- * One task at a time may wait in a write: a second one gets UV_EBUSY. `len` 0 returns 0. */
+ * what it does not take is copied into per-stream chunks written with uv_write(). A stream's
+ * queue has a high-water mark (UVCHAN_STREAM_HWM, 64 KiB; uvchan_stream_set_hwm()): while the
+ * queue is at or above it the write waits, and below it the write takes its next piece of up to
+ * UVCHAN_STREAM_WRITE_CHUNK (64 KiB) whole. So the queue stays below the mark plus one chunk, a
+ * peer that stops reading blocks the writing task (backpressure to the socket, bounded memory),
+ * and the call returns once all of `buf` is taken and the queue is below the mark. A write of up
+ * to 64 KiB has taken all of `buf` before it can wait (unless an earlier write was interrupted
+ * with the queue at the mark): a buffer shared by the tasks of a loop may be reused once the call
+ * parks. `buf` is never read after the call returns.
+ *
+ * A deadline, a cancel, a close or an error ends a wait; what was accepted is still written. A
+ * queued write that fails later makes the next write or shutdown on the stream return its error
+ * (UV_EPIPE, UV_ECONNRESET...). One task at a time may wait in a write: a second one gets
+ * UV_EBUSY. `len` 0 returns 0. */
 UVCHAN_EXTERN ssize_t uvchan_task_write(uv_stream_t* stream, const void* buf, size_t len);
 
 /** As uvchan_task_write(), with a deadline of `timeout` ms over the whole call: UV_ETIMEDOUT, or
