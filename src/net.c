@@ -27,41 +27,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-enum {
-  UVCHAN__NET_READING = 1u << 0,   /* libuv reads the stream with uvchan's callbacks */
-  UVCHAN__NET_DRAINED = 1u << 1,   /* the last read found the kernel buffer empty: wait first */
-  UVCHAN__NET_LISTENING = 1u << 2, /* uv_listen() with uvchan's connection callback */
-  UVCHAN__NET_PENDING = 1u << 3,   /* libuv holds a connection no task has accepted yet */
-  UVCHAN__NET_CLOSING = 1u << 4,   /* uvchan_task_close() runs: its close callback frees */
-  UVCHAN__NET_ORPHAN = 1u << 5     /* its context shut down: freed by the last write's callback */
-};
-
-typedef struct uvchan__netst_s uvchan__netst_t;
-
 /* A task's wait on a stream, on the task's stack. */
-typedef struct {
+struct uvchan__netw_s {
   uvchan_await_t aw;
   struct uvchan__link_s link; /* in the state's acceptors */
   uvchan__netst_t* st;
   uv_stream_t* client; /* accept: where the connection goes */
   int woken;           /* uvchan_await_done() was called */
   int closed;          /* the handle was closed under the wait: the state is gone */
-} uvchan__netw_t;
-
-struct uvchan__netst_s {
-  struct uvchan__res_s res;
-  uv_handle_t* handle;
-  uvchan_ctx_t* ctx;
-  uvchan__netw_t* rd;     /* the reader, from its wait until it runs again */
-  uvchan__netw_t* wr;     /* the writer waiting for room, likewise */
-  uvchan__netw_t* closer; /* the task in uvchan_task_close() */
-  struct uvchan__link_s acceptors;
-  size_t queued;   /* bytes in chunks libuv has not written yet */
-  size_t hwm;
-  size_t inflight; /* chunks libuv holds */
-  int werr;        /* a queued write failed: the next write or shutdown returns it */
-  int aerr;        /* a failed accept no task waited for */
-  unsigned flags;
 };
 
 /* One piece of a write that the kernel did not take at once. */
@@ -88,7 +61,7 @@ static size_t uvchan__tab_home(const void* key, size_t cap) {
   return (size_t)(h >> 32) & (cap - 1);
 }
 
-static uvchan__netst_t* uvchan__st_find(const void* key) {
+uvchan__netst_t* uvchan__st_find(const void* key) {
   size_t i;
   if (uvchan__tab_n == 0)
     return NULL;
@@ -277,9 +250,7 @@ static int uvchan__check(uvchan_task_t* t, const uv_handle_t* h, int need_stream
   return 0;
 }
 
-/* The state of `h` for the running task, created on first use. */
-static int uvchan__st_get(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** out) {
-  uvchan_ctx_t* ctx = uvchan__task_own_req(t)->ctx_;
+int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out) {
   uvchan__netst_t* st = uvchan__st_find(h);
   if (st == NULL) {
     st = uvchan__st_new(ctx, h);
@@ -290,6 +261,11 @@ static int uvchan__st_get(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** ou
   }
   *out = st;
   return 0;
+}
+
+/* The state of `h` for the running task. */
+static int uvchan__st_task(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** out) {
+  return uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
 }
 
 static void uvchan__net_wait_init(uvchan__netw_t* w, uvchan__netst_t* st, uvchan_await_cb cancel) {
@@ -374,7 +350,7 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
     return err;
   if (len == 0)
     return 0;
-  if ((err = uvchan__st_get(t, (uv_handle_t*)s, &st)) != 0)
+  if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
     return err;
   if (st->rd != NULL || (s->read_cb != NULL && s->read_cb != uvchan__on_read))
     return UV_EBUSY; /* another task reads it, or the application does */
@@ -452,8 +428,12 @@ static void uvchan__on_write(uv_write_t* req, int status) {
     }
     return;
   }
-  if (st->wr != NULL && (st->queued < st->hwm || st->werr != 0))
-    uvchan__net_wake(st->wr, 0);
+  if (st->queued < st->hwm || st->werr != 0) {
+    if (st->wr != NULL)
+      uvchan__net_wake(st->wr, 0);
+    else if (st->room_cb != NULL)
+      st->room_cb(st);
+  }
   if (st->inflight == 0 && uv_is_closing(st->handle) && !(st->flags & UVCHAN__NET_CLOSING)) {
     /* The application closed the stream itself (its memory is valid until its close callback,
      * which comes after this): forget it now. */
@@ -467,12 +447,11 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
   uvchan_task_t* t = uvchan__task_current();
   const char* p = (const char*)buf;
   uvchan__netst_t* st;
-  uvchan__chunk_t* c;
   uvchan__netw_t w;
-  uv_buf_t b;
-  size_t off = 0, piece;
+  size_t off = 0;
   uint64_t due;
-  int err, n;
+  ssize_t n;
+  int err;
 
   if ((err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
     return err;
@@ -482,7 +461,7 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
     return err;
   if (len == 0)
     return 0;
-  if ((err = uvchan__st_get(t, (uv_handle_t*)s, &st)) != 0)
+  if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
     return err;
   if (st->wr != NULL)
     return UV_EBUSY;
@@ -504,37 +483,50 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
     }
     if (off == len)
       return (ssize_t)len;
-    if (st->inflight == 0) {
-      /* Nothing of ours queued: straight into the kernel, no copy. */
-      b = uv_buf_init((char*)p + off, (unsigned)(len - off > UINT32_MAX ? UINT32_MAX : len - off));
-      n = uv_try_write(s, &b, 1);
-      if (n > 0) {
-        off += (size_t)n;
-        continue;
-      }
-      if (n != UV_EAGAIN) {
-        st->werr = n;
-        return off > 0 ? (ssize_t)off : n;
-      }
-    }
-    piece = len - off < UVCHAN_STREAM_WRITE_CHUNK ? len - off : UVCHAN_STREAM_WRITE_CHUNK;
-    c = malloc(sizeof(*c) + piece);
-    if (c == NULL)
-      return off > 0 ? (ssize_t)off : UV_ENOMEM;
-    memcpy(c->data, p + off, piece);
-    c->st = st;
-    c->len = piece;
-    b = uv_buf_init(c->data, (unsigned)piece);
-    err = uv_write(&c->req, s, &b, 1, uvchan__on_write);
-    if (err != 0) {
-      free(c);
-      st->werr = err;
-      return off > 0 ? (ssize_t)off : err;
-    }
-    st->queued += piece;
-    st->inflight++;
-    off += piece;
+    n = uvchan__st_write_some(st, p + off, len - off);
+    if (n < 0)
+      return off > 0 ? (ssize_t)off : n;
+    off += (size_t)n;
   }
+}
+
+ssize_t uvchan__st_write_some(uvchan__netst_t* st, const char* p, size_t len) {
+  uv_stream_t* s = (uv_stream_t*)st->handle;
+  uvchan__chunk_t* c;
+  uv_buf_t b;
+  size_t piece, sent = 0;
+  int n;
+
+  if (st->inflight == 0) {
+    /* Nothing of ours queued: straight into the kernel, no copy. */
+    b = uv_buf_init((char*)p, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
+    n = uv_try_write(s, &b, 1);
+    if (n < 0 && n != UV_EAGAIN)
+      return st->werr = n;
+    if (n > 0 && (size_t)n == len)
+      return n;
+    if (n > 0)
+      sent = (size_t)n; /* the socket is full now: queue a piece of the rest at once */
+  }
+  len -= sent;
+  piece = len < UVCHAN_STREAM_WRITE_CHUNK ? len : UVCHAN_STREAM_WRITE_CHUNK;
+  c = malloc(sizeof(*c) + piece);
+  if (c == NULL)
+    return sent > 0 ? (ssize_t)sent : UV_ENOMEM;
+  p += sent;
+  memcpy(c->data, p, piece);
+  c->st = st;
+  c->len = piece;
+  b = uv_buf_init(c->data, (unsigned)piece);
+  n = uv_write(&c->req, s, &b, 1, uvchan__on_write);
+  if (n != 0) {
+    free(c);
+    st->werr = n;
+    return sent > 0 ? (ssize_t)sent : n;
+  }
+  st->queued += piece;
+  st->inflight++;
+  return (ssize_t)(sent + piece);
 }
 
 ssize_t uvchan_task_write(uv_stream_t* stream, const void* buf, size_t len) {
@@ -552,7 +544,7 @@ int uvchan_stream_set_hwm(uv_stream_t* stream, size_t hwm) {
   int err;
   if ((err = uvchan__check(t, (uv_handle_t*)stream, 1)) != 0)
     return err;
-  if ((err = uvchan__st_get(t, (uv_handle_t*)stream, &st)) != 0)
+  if ((err = uvchan__st_task(t, (uv_handle_t*)stream, &st)) != 0)
     return err;
   st->hwm = hwm != 0 ? hwm : UVCHAN_STREAM_HWM;
   if (st->wr != NULL && st->queued < st->hwm)
@@ -756,7 +748,7 @@ int uvchan_task_listen(uv_stream_t* server, int backlog) {
 
   if ((err = uvchan__check(t, (uv_handle_t*)server, 1)) != 0)
     return err;
-  if ((err = uvchan__st_get(t, (uv_handle_t*)server, &st)) != 0)
+  if ((err = uvchan__st_task(t, (uv_handle_t*)server, &st)) != 0)
     return err;
   if (st->flags & UVCHAN__NET_LISTENING)
     return UV_EBUSY;

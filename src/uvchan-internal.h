@@ -418,7 +418,7 @@ void uvchan__await_abort(uvchan_req_t* req, int status);
 ssize_t uvchan__task_await_ex(uvchan_await_t* aw, uint64_t timeout, int has_deadline,
                               int* abandoned);
 
-/* ---- net.c ---- */
+/* ---- net.c (and src/net.h) ---- */
 
 /* uvchan_ctx_close(): frees the state of streams of `ctx` that have nothing in flight (streams
  * the application closed itself, or never closed through uvchan). */
@@ -450,5 +450,7 @@ void uvchan__task_pools_scavenge(uvchan_ctx_t* ctx);
 /* Fills `info` and returns 1 when `t` is parked on no channel or wait group (a sleep, an await,
  * a nil channel); else returns 0. */
 int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);
+
+#include "net.h"
 
 #endif /* UVCHAN_INTERNAL_H */
