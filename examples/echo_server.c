@@ -64,6 +64,8 @@ static void acceptor(void* arg) {
     c->srv = srv;
     uv_tcp_init(&srv->loop, &c->tcp);
     r = uvchan_task_accept((uv_stream_t*)&srv->listener, (uv_stream_t*)&c->tcp);
+    if (r == 0)
+      uv_tcp_nodelay(&c->tcp, 1); /* as Go's net does: an echo must not wait for Nagle */
     if (r == 0 && uvchan_task_spawn(&srv->ctx, connection, c, &attr) == 0) {
       srv->served++;
       continue;
