@@ -72,12 +72,15 @@ static void pair_task(void* arg) { /* connects, then copies upstream -> client *
   r = uvchan_task_connect_timeout(&p->upstream, (const struct sockaddr*)&target, 5000);
   if (r != 0) {
     fprintf(stderr, "proxy: connect %s:%s: %s\n", host, service, uv_strerror(r));
-  } else if (uv_tcp_nodelay(&p->client, 1), uv_tcp_nodelay(&p->upstream, 1), /* as Go's net */
-             uvchan_task_spawn_ref(&ctx, &p->tasks[0], copy_up, p, &attr) == 0) {
-    uvchan_task_ref_self(&p->tasks[1]);
-    p->live = 2;
-    copy(&down);
-    return;
+  } else {
+    uv_tcp_nodelay(&p->client, 1); /* as Go's net does: no reply waits for Nagle */
+    uv_tcp_nodelay(&p->upstream, 1);
+    if (uvchan_task_spawn_ref(&ctx, &p->tasks[0], copy_up, p, &attr) == 0) {
+      uvchan_task_ref_self(&p->tasks[1]);
+      p->live = 2;
+      copy(&down);
+      return;
+    }
   }
   uvchan_task_close((uv_handle_t*)&p->upstream);
   uvchan_task_close((uv_handle_t*)&p->client);
