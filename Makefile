@@ -10,7 +10,7 @@ SANITIZE_CONFIGURE = cmake -S . -B build-sanitize -DCMAKE_C_COMPILER=clang -DUVC
 STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress clean
+.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress install docs clean
 
 all: build
 
@@ -40,14 +40,15 @@ test-sanitize: deps
 
 # Its own build, configured after valgrind (and so its header) is installed: task stacks are then
 # registered with valgrind, which a build made without the header cannot do. Runs every ctest
-# program: the suites, the fuzz corpus replay, the stress smoke and the switch check.
+# program but the consumer builds (label "consumer": compilers, not uvchan code): the suites, the
+# fuzz corpus replay, the stress smoke and the switch check.
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=all -q
 test-valgrind: deps
 	@sh cmake/install-deps.sh valgrind
 	cmake -S . -B build-valgrind -DUVCHAN_BUILD_BENCH=OFF -DUVCHAN_BUILD_EXAMPLES=OFF
 	cmake --build build-valgrind -j $(JOBS)
-	@cd build-valgrind && ctest -N -V | sed -n 's/^[0-9]*: Test command: //p' | tr -d '"' | \
+	@cd build-valgrind && ctest -N -V -LE consumer | sed -n 's/^[0-9]*: Test command: //p' | tr -d '"' | \
 	while read -r cmd; do \
 	  log=$$(basename $$(echo "$$cmd" | cut -d' ' -f1)).valgrind.log; \
 	  $(VALGRIND) $$cmd > $$log 2>&1 || { cat $$log; echo "valgrind: $$cmd FAILED"; exit 1; }; \
@@ -87,6 +88,19 @@ stress: build
 	$(SANITIZE_CONFIGURE)
 	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
 	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -r 5 $(STRESS_ARGS)
+
+# Installs the headers, both libraries, the CMake package and uvchan.pc under PREFIX (default: the
+# configured CMAKE_INSTALL_PREFIX, /usr/local).
+PREFIX ?=
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# The API reference from the public headers, Doxygen into build/docs/html; fails on any warning.
+# Configures again so that a build made before doxygen was installed gets the target.
+docs: deps
+	@sh cmake/install-deps.sh doxygen
+	cmake -S . -B $(BUILD) $(CMAKE_ARGS)
+	cmake --build $(BUILD) --target docs
 
 clean:
 	rm -rf $(BUILD) build-sanitize build-valgrind build-fuzz

@@ -7,7 +7,7 @@ set -e
 build=${1:-build}
 shift || true
 [ $# -gt 0 ] || set -- pingpong_cb 100000 pingpong 100000 buffered_cb 100000 buffered 100000 \
-  pipeline 100000 select 100000
+  pipeline 100000 select 100000 stage1_cb 100000 relay1_cb 100000 stage4_cb 50000 relay4_cb 50000
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # prints "<instructions> <operations>", the operations being the count the workload reports

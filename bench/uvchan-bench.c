@@ -481,6 +481,161 @@ static void bench_scale(void) {
   }
 }
 
+/* ---- stages (callbacks): a source, K stages (x*2 % p, one job each), a sink, over unbuffered
+ * channels like the task pipeline; relayK_cb is the same chain written by hand with one receive
+ * and one send request per hop, so the difference is what a uvchan_stage_t costs. ---- */
+
+enum { MAXSTAGES = 4 };
+static uvchan_t st_ch[MAXSTAGES + 1];
+static struct {
+  uvchan_send_t s;
+  uvchan_recv_t r;
+  long sv, rv, got, sum;
+} sp;
+
+static void sp_sent(uvchan_send_t* r, int st) {
+  (void)r;
+  (void)st;
+  while (++sp.sv < N && uvchan_try_send(&st_ch[0], &sp.sv) == 0) {
+  }
+  if (sp.sv >= N) {
+    uvchan_close(&st_ch[0]);
+    return;
+  }
+  uvchan_send(&sp.s, &st_ch[0], &sp.sv, sp_sent);
+}
+
+static int sp_k;
+static void sp_recv(uvchan_recv_t* r, int st) {
+  if (st != 0) {
+    t1 = now_ns();
+    return;
+  }
+  do {
+    sp.sum += sp.rv;
+    sp.got++;
+  } while (uvchan_try_recv(&st_ch[sp_k], &sp.rv) == 0);
+  uvchan_recv(r, &st_ch[sp_k], &sp.rv, sp_recv);
+}
+
+static int stage_fn(uvchan_job_t* job, void* value) {
+  long v = *(long*)value * 2 % 1000003;
+  return uvchan_job_emit(job, &v);
+}
+
+/* One hand-written hop: receive, compute, send, and again. */
+typedef struct {
+  uvchan_recv_t r;
+  uvchan_send_t s;
+  uvchan_t* in;
+  uvchan_t* out;
+  long v;
+} relay_t;
+static relay_t relays[MAXSTAGES];
+
+static void relay_sent(uvchan_send_t* r, int st);
+static void relay_recv(uvchan_recv_t* r, int st);
+
+/* Moves values while both ends are ready, then parks one request. */
+static void relay_next(relay_t* h) {
+  int st;
+  for (;;) {
+    st = uvchan_try_recv(h->in, &h->v);
+    if (st == UV_EAGAIN) {
+      uvchan_recv(&h->r, h->in, &h->v, relay_recv);
+      return;
+    }
+    if (st != 0) {
+      uvchan_close(h->out);
+      return;
+    }
+    h->v = h->v * 2 % 1000003;
+    if (uvchan_try_send(h->out, &h->v) != 0) {
+      uvchan_send(&h->s, h->out, &h->v, relay_sent);
+      return;
+    }
+  }
+}
+
+static void relay_recv(uvchan_recv_t* r, int st) {
+  relay_t* h = r->data;
+  if (st != 0) {
+    uvchan_close(h->out);
+    return;
+  }
+  h->v = h->v * 2 % 1000003;
+  if (uvchan_try_send(h->out, &h->v) != 0) {
+    uvchan_send(&h->s, h->out, &h->v, relay_sent);
+    return;
+  }
+  relay_next(h);
+}
+
+static void relay_sent(uvchan_send_t* r, int st) {
+  (void)st;
+  relay_next(r->data);
+}
+
+static void stages_run(int k, int hand) {
+  uvchan_stage_t stg[MAXSTAGES];
+  long expect = 0, v;
+  ctx_open();
+  for (int i = 0; i <= k; i++)
+    uvchan_init(&ctx, &st_ch[i], sizeof(long), 0);
+  for (int i = 0; i < k; i++) {
+    if (hand) {
+      relays[i].in = &st_ch[i];
+      relays[i].out = &st_ch[i + 1];
+      relays[i].r.data = relays[i].s.data = &relays[i];
+    } else {
+      uvchan_stage_init(&ctx, &stg[i], &st_ch[i], &st_ch[i + 1], stage_fn, NULL);
+    }
+  }
+  memset(&sp, 0, sizeof(sp));
+  sp_k = k;
+  t0 = now_ns();
+  for (int i = 0; i < k; i++) {
+    if (hand)
+      uvchan_recv(&relays[i].r, relays[i].in, &relays[i].v, relay_recv);
+    else
+      uvchan_stage_start(&stg[i], NULL);
+  }
+  uvchan_recv(&sp.r, &st_ch[k], &sp.rv, sp_recv);
+  uvchan_send(&sp.s, &st_ch[0], &sp.sv, sp_sent);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  for (long i = 0; i < N; i++) {
+    v = i;
+    for (int j = 0; j < k; j++)
+      v = v * 2 % 1000003;
+    expect += v;
+  }
+  if (sp.got != N || sp.sum != expect)
+    fprintf(stderr, "stages: lost items\n"), exit(1);
+  printf("%s%d_cb %ld %.1f ns/item (%.1f ns/item/stage)\n", hand ? "relay" : "stage", k, N,
+         (t1 - t0) / (double)N, (t1 - t0) / (double)(N * k));
+  if (!hand) {
+    for (int i = 0; i < k; i++)
+      uvchan_stage_close(&stg[i], NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  for (int i = 0; i <= k; i++)
+    uvchan_destroy(&st_ch[i]);
+  ctx_done();
+}
+
+static void bench_stage1_cb(void) {
+  stages_run(1, 0);
+}
+static void bench_stage4_cb(void) {
+  stages_run(4, 0);
+}
+static void bench_relay1_cb(void) {
+  stages_run(1, 1);
+}
+static void bench_relay4_cb(void) {
+  stages_run(4, 1);
+}
+
 static const struct {
   const char* name;
   void (*fn)(void);
@@ -491,6 +646,8 @@ static const struct {
     {"pingpong_cb", bench_pingpong_cb}, {"buffered_cb", bench_buffered_cb},
     {"parked_cb", bench_parked_cb},     {"scale", bench_scale},
     {"parked1m", bench_parked1m},       {"spawn", bench_spawn},
+    {"stage1_cb", bench_stage1_cb},     {"stage4_cb", bench_stage4_cb},
+    {"relay1_cb", bench_relay1_cb},     {"relay4_cb", bench_relay4_cb},
 };
 
 int main(int argc, char** argv) {

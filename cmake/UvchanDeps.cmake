@@ -1,23 +1,8 @@
-# Finds libuv (and, for tests, cmocka). Debian's libuv1-dev 1.44 ships only pkg-config files, so
-# pkg-config comes first; a CMake package config (libuv's own install) is the fallback.
+# Finds libuv (and, for tests, cmocka). libuv: see cmake/UvchanLibuv.cmake, shared with the
+# installed uvchanConfig.cmake so that projects using uvchan find libuv the same way.
+include(UvchanLibuv)
+uvchan_find_libuv(UVCHAN_LIBUV_TARGET REQUIRED)
 find_package(PkgConfig QUIET)
-if(PKG_CONFIG_FOUND)
-  pkg_check_modules(UVCHAN_PC_LIBUV QUIET IMPORTED_TARGET libuv>=1.44)
-endif()
-if(UVCHAN_PC_LIBUV_FOUND)
-  set(UVCHAN_LIBUV_TARGET PkgConfig::UVCHAN_PC_LIBUV)
-else()
-  find_package(libuv CONFIG REQUIRED)
-  if(TARGET libuv::uv)
-    set(UVCHAN_LIBUV_TARGET libuv::uv)
-  elseif(TARGET uv)
-    set(UVCHAN_LIBUV_TARGET uv)
-  elseif(TARGET uv_a)
-    set(UVCHAN_LIBUV_TARGET uv_a)
-  else()
-    message(FATAL_ERROR "libuv was found but exports no known target")
-  endif()
-endif()
 
 function(uvchan_find_cmocka out)
   if(PKG_CONFIG_FOUND)

@@ -17,6 +17,7 @@ for extra in "$@"; do
   case "$extra" in
     clang) command -v clang >/dev/null 2>&1 || pkgs="$pkgs clang" ;;
     fuzz) [ -n "$(find /usr/lib -name 'libclang_rt.fuzzer*.a' 2>/dev/null | head -n 1)" ] || pkgs="$pkgs clang libclang-rt-14-dev" ;;
+    doxygen) command -v doxygen >/dev/null 2>&1 || pkgs="$pkgs doxygen" ;;
     go) command -v go >/dev/null 2>&1 || pkgs="$pkgs golang-go" ;;
     valgrind) command -v valgrind >/dev/null 2>&1 || pkgs="$pkgs valgrind" ;;
     aarch64) command -v qemu-aarch64 >/dev/null 2>&1 && command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 ||

@@ -1,4 +1,5 @@
-/* uvchan: Go-style channels for libuv.
+/** @file
+ * uvchan: Go-style channels for libuv.
  *
  * Copyright (c) 2026 the uvchan authors. MIT licensed, see LICENSE.
  *
@@ -23,6 +24,8 @@
 #include "uvchan/common.h"
 #include "uvchan/chan.h"
 #include "uvchan/task.h"
+#include "uvchan/thread.h"
+#include "uvchan/pipeline.h"
 #include "uvchan/net.h"
 
 #endif /* UVCHAN_H */

@@ -46,7 +46,7 @@ int uvchan_init(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capaci
   if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
     return err;
   /* A live channel sits in its context's list: initialising it again would corrupt that list. */
-  if (UVCHAN__MAGIC_IS(ch, UVCHAN__CHAN_MAGIC))
+  if (UVCHAN__MAGIC_IS(ch, UVCHAN__CHAN_MAGIC) || ch->magic_ == UVCHAN__XCHAN_MAGIC)
     return UV_EBUSY;
   memset(ch, 0, sizeof(*ch));
   if (elem_size != 0 && capacity != 0) {
@@ -91,23 +91,34 @@ void uvchan__withdraw(uvchan_req_t* req) {
     uvchan__deadline_remove(req);
 }
 
-void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
+int uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind) {
   if (req->type == UVCHAN_REQ_AWAIT) {
     uvchan__await_abort(req, status); /* the operation outside uvchan decides when it ends */
-    return;
+    return 0;
   }
+  if (UVCHAN__UNLIKELY(req->state_ & UVCHAN__REQ_SHWAIT))
+    return uvchan__x_abort(req, status); /* another thread may be completing it right now */
   /* A select is traced by the operation that completes or closes it, not per case; a waiting
    * select's index is still -1, which is what its callback must see. */
   if (req->w_.chan != NULL && req->type != UVCHAN_REQ_SELECT)
     UVCHAN__TRACE(req->w_.chan, kind, req->w_.op, req, NULL, NULL);
   uvchan__withdraw(req);
   uvchan__complete(req, status);
+  return 0;
 }
 
 void uvchan__wake_slow(struct uvchan__waiter_s* w, int status) {
   uvchan_req_t* req = w->req;
-  if (req->type == UVCHAN_REQ_SELECT)
+  if (req->type == UVCHAN_REQ_SELECT) {
     ((uvchan_select_t*)req)->index = (int)w->index;
+    if (((uvchan_select_t*)req)->xsel_) {
+      /* Claimed by our caller. Its other cases may sit in shared channels whose locks must not
+       * be taken here: its owner withdraws them when it delivers the completion. */
+      uvchan__list_remove(&w->link);
+      uvchan__xsel_complete((uvchan_select_t*)req, status);
+      return;
+    }
+  }
   uvchan__withdraw(req);
   uvchan__complete(req, status);
 }
@@ -124,6 +135,25 @@ int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type
   return 0;
 }
 
+/* A callback start on an end of a shared channel (or on nothing valid: UV_EINVAL). */
+static UVCHAN__NOINLINE int uvchan__start_shared(uvchan_req_t* req, uvchan_t* ch, void* value,
+                                                 unsigned op, uint64_t timeout, int has_deadline,
+                                                 void (*cb)(void)) {
+  int status;
+  if (req == NULL || cb == NULL || !uvchan__chan_shared(ch) ||
+      (op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
+    return UV_EINVAL;
+  if ((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0)
+    return status;
+  if (uvchan__req_begin(req, ch->ctx_, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV,
+                        cb) != 0)
+    return UV_EBUSY;
+  status = uvchan__x_start(req, ch, value, op, timeout, has_deadline);
+  if (status != UVCHAN__MUST_WAIT)
+    uvchan__complete(req, status);
+  return 0;
+}
+
 /* The body of the four callback start calls, inlined into each so `op` and `has_deadline` are
  * constants: the common match then costs no call into the engine. */
 UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, unsigned op,
@@ -131,7 +161,7 @@ UVCHAN__INLINE int uvchan__start(uvchan_req_t* req, uvchan_t* ch, void* value, u
   int status;
 
   if (UVCHAN__UNLIKELY(req == NULL || cb == NULL || !uvchan__chan_ok(ch)))
-    return UV_EINVAL;
+    return uvchan__start_shared(req, ch, value, op, timeout, has_deadline, cb);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0))
@@ -172,9 +202,20 @@ int uvchan_recv_timeout(uvchan_recv_t* req, uvchan_t* ch, void* value, uint64_t 
                        (void (*)(void))cb);
 }
 
+/* Try-operations on an end of a shared channel, from any thread. */
+static UVCHAN__NOINLINE int uvchan__try_shared(uvchan_t* ch, void* value, unsigned op) {
+  int status;
+  if (!uvchan__chan_shared(ch) || (op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
+    return UV_EINVAL;
+  status = uvchan__x_try(ch, value, op);
+  return status != UVCHAN__MUST_WAIT ? status : UV_EAGAIN;
+}
+
 int uvchan_try_send(uvchan_t* ch, const void* value) {
   int status;
-  if (!uvchan__chan_ok(ch) || (value == NULL && ch->elem_size_ != 0))
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return uvchan__try_shared(ch, (void*)value, UVCHAN_OP_SEND);
+  if (value == NULL && ch->elem_size_ != 0)
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
     return UV_EPERM;
@@ -184,8 +225,8 @@ int uvchan_try_send(uvchan_t* ch, const void* value) {
 
 int uvchan_try_recv(uvchan_t* ch, void* value) {
   int status;
-  if (!uvchan__chan_ok(ch))
-    return UV_EINVAL;
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return uvchan__try_shared(ch, value, UVCHAN_OP_RECV);
   if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ch->ctx_)))
     return UV_EPERM;
   status = uvchan__recv_now(ch, value, NULL);
@@ -199,8 +240,7 @@ int uvchan_cancel(uvchan_req_t* req) {
     return UV_EPERM;
   if (req->state_ & UVCHAN__REQ_QUEUED)
     return UV_EBUSY; /* already matched: the callback will report what really happened */
-  uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
-  return 0;
+  return uvchan__abort(req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
 }
 
 uvchan_task_t* uvchan_req_task(const uvchan_req_t* req) {
@@ -214,10 +254,9 @@ uvchan_task_t* uvchan_req_task(const uvchan_req_t* req) {
  * this very queue: so pop from the head each time. */
 static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int status) {
   struct uvchan__waiter_s* w;
-  while (!uvchan__list_empty(q)) {
-    w = uvchan__first_waiter(q);
+  while ((w = uvchan__match_first(q)) != NULL) {
     if (status == UV_ECANCELED)
-      UVCHAN__TRACE(ch, UVCHAN_TRACE_CANCEL, w->op, w->req, NULL, NULL);
+      UVCHAN__TRACE(ch, UVCHAN_TRACE_CANCEL, UVCHAN__OP(w), w->req, NULL, NULL);
     else if (status == UV_EOF && w->value != NULL)
       memset(w->value, 0, ch->elem_size_);
     uvchan__wake(w, status);
@@ -225,6 +264,8 @@ static void uvchan__fail_queue(uvchan_t* ch, struct uvchan__link_s* q, int statu
 }
 
 int uvchan_close(uvchan_t* ch) {
+  if (uvchan__chan_shared(ch))
+    return uvchan__x_close(ch); /* from any thread */
   if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(ch->ctx_))
@@ -239,10 +280,18 @@ int uvchan_close(uvchan_t* ch) {
 }
 
 int uvchan_destroy(uvchan_t* ch) {
-  if (!uvchan__chan_ok(ch))
+  int err;
+  if (uvchan__chan_shared(ch)) {
+    if (!UVCHAN__ON_THREAD(ch->ctx_))
+      return UV_EPERM;
+    if ((err = uvchan__x_destroy(ch)) != 1)
+      return err;
+    /* it was the last end: now an ordinary channel, torn down below */
+  } else if (!uvchan__chan_ok(ch)) {
     return UV_EINVAL;
-  if (!UVCHAN__ON_THREAD(ch->ctx_))
+  } else if (!UVCHAN__ON_THREAD(ch->ctx_)) {
     return UV_EPERM;
+  }
   uvchan__fail_queue(ch, &ch->recvq_, UV_ECANCELED);
   uvchan__fail_queue(ch, &ch->sendq_, UV_ECANCELED);
   /* Values accepted by a send but never received go to the destructor, oldest first. */
@@ -290,61 +339,17 @@ void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req) {
   UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
 }
 
-int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy) {
-  if (!uvchan__chan_ok(ch) || (unsigned)policy > UVCHAN_OVERFLOW_CONFLATE || ch->ring_ == 0 ||
-      ch->cap_ != ch->ring_)
-    return UV_EINVAL;
-  if (!UVCHAN__ON_THREAD(ch->ctx_))
-    return UV_EPERM;
-  if (!uvchan__list_empty(&ch->sendq_))
-    return UV_EBUSY;
-  ch->overflow_ = policy;
-  if (policy == UVCHAN_OVERFLOW_BLOCK)
-    ch->flags_ &= ~UVCHAN__CHAN_OVERFLOW;
-  else
-    ch->flags_ |= UVCHAN__CHAN_OVERFLOW;
-  return 0;
-}
+/* ---- settings and queries, on local channels and on ends of shared ones ---- */
 
-uint64_t uvchan_dropped(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->dropped_ : 0;
-}
-
-int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
-  if (!uvchan__chan_ok(ch))
-    return UV_EINVAL;
-  ch->dtor_ = dtor;
-  return 0;
-}
-
-int uvchan_set_name(uvchan_t* ch, const char* name) {
-  if (!uvchan__chan_ok(ch))
-    return UV_EINVAL;
-  ch->name_ = name;
-  return 0;
-}
-
-const char* uvchan_name(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->name_ : NULL;
-}
-
-size_t uvchan_len(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->len_ : 0;
-}
-
-size_t uvchan_cap(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->ring_ : 0;
-}
-
-size_t uvchan_elem_size(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? ch->elem_size_ : 0;
-}
-
-int uvchan_is_closed(const uvchan_t* ch) {
-  if (!uvchan__chan_ok(ch))
-    return UV_EINVAL;
-  return (ch->flags_ & UVCHAN__CHAN_CLOSED) != 0;
-}
+/* What a query reads: a local channel's fields, or a copy of its shared core's, taken under the
+ * core's lock. */
+typedef struct {
+  size_t len;
+  size_t nsend;
+  size_t nrecv;
+  uint64_t dropped;
+  unsigned flags;
+} uvchan__snap_t;
 
 static size_t uvchan__count(const struct uvchan__link_s* q) {
   const struct uvchan__link_s* l;
@@ -354,10 +359,120 @@ static size_t uvchan__count(const struct uvchan__link_s* q) {
   return n;
 }
 
+static void uvchan__snap_of(uvchan_t* ch, void* arg) {
+  uvchan__snap_t* s = (uvchan__snap_t*)arg;
+  s->len = ch->len_;
+  s->nsend = uvchan__count(&ch->sendq_);
+  s->nrecv = uvchan__count(&ch->recvq_);
+  s->dropped = ch->dropped_;
+  s->flags = ch->flags_;
+}
+
+/* Fills `s` for a live channel; returns 0 for a bad one. */
+static int uvchan__snap(const uvchan_t* ch, uvchan__snap_t* s) {
+  if (uvchan__chan_shared(ch))
+    uvchan__x_locked(ch, uvchan__snap_of, s);
+  else if (uvchan__chan_ok(ch))
+    uvchan__snap_of((uvchan_t*)ch, s);
+  else
+    return 0;
+  return 1;
+}
+
+typedef struct {
+  uvchan_overflow policy;
+  int err;
+} uvchan__policy_t;
+
+static void uvchan__set_overflow(uvchan_t* ch, void* arg) {
+  uvchan__policy_t* p = (uvchan__policy_t*)arg;
+  if (ch->ring_ == 0 || ch->cap_ != ch->ring_) {
+    p->err = UV_EINVAL;
+  } else if (!uvchan__list_empty(&ch->sendq_)) {
+    p->err = UV_EBUSY;
+  } else {
+    ch->overflow_ = p->policy;
+    if (p->policy == UVCHAN_OVERFLOW_BLOCK)
+      ch->flags_ &= ~UVCHAN__CHAN_OVERFLOW;
+    else
+      ch->flags_ |= UVCHAN__CHAN_OVERFLOW;
+    p->err = 0;
+  }
+}
+
+int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy) {
+  uvchan__policy_t p;
+  if ((unsigned)policy > UVCHAN_OVERFLOW_CONFLATE)
+    return UV_EINVAL;
+  p.policy = policy;
+  if (uvchan__chan_shared(ch)) {
+    uvchan__x_locked(ch, uvchan__set_overflow, &p);
+    return p.err;
+  }
+  if (!uvchan__chan_ok(ch))
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM;
+  uvchan__set_overflow(ch, &p);
+  return p.err;
+}
+
+uint64_t uvchan_dropped(const uvchan_t* ch) {
+  uvchan__snap_t s;
+  return uvchan__snap(ch, &s) ? s.dropped : 0;
+}
+
+static void uvchan__set_dtor(uvchan_t* ch, void* arg) {
+  ch->dtor_ = *(uvchan_elem_destroy_cb*)arg;
+}
+
+int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
+  if (uvchan__chan_shared(ch))
+    uvchan__x_locked(ch, uvchan__set_dtor, &dtor); /* the core's: values live there */
+  else if (uvchan__chan_ok(ch))
+    ch->dtor_ = dtor;
+  else
+    return UV_EINVAL;
+  return 0;
+}
+
+int uvchan_set_name(uvchan_t* ch, const char* name) {
+  if (!uvchan__chan_ok(ch) && !uvchan__chan_shared(ch))
+    return UV_EINVAL;
+  ch->name_ = name; /* an end's own */
+  return 0;
+}
+
+const char* uvchan_name(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->name_ : NULL;
+}
+
+size_t uvchan_len(const uvchan_t* ch) {
+  uvchan__snap_t s;
+  return uvchan__snap(ch, &s) ? s.len : 0;
+}
+
+size_t uvchan_cap(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->ring_ : 0;
+}
+
+size_t uvchan_elem_size(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->elem_size_ : 0;
+}
+
+int uvchan_is_closed(const uvchan_t* ch) {
+  uvchan__snap_t s;
+  if (!uvchan__snap(ch, &s))
+    return UV_EINVAL;
+  return (s.flags & UVCHAN__CHAN_CLOSED) != 0;
+}
+
 size_t uvchan_waiting_senders(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? uvchan__count(&ch->sendq_) : 0;
+  uvchan__snap_t s;
+  return uvchan__snap(ch, &s) ? s.nsend : 0;
 }
 
 size_t uvchan_waiting_receivers(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) ? uvchan__count(&ch->recvq_) : 0;
+  uvchan__snap_t s;
+  return uvchan__snap(ch, &s) ? s.nrecv : 0;
 }

@@ -47,6 +47,11 @@ static void uvchan__ctx_bind(uvchan_ctx_t* ctx) {
   ctx->gate_ = (uvchan__memcheck || (ctx->flags_ & UVCHAN__CTX_SHUTDOWN)) ? NULL : ctx->thread_;
 }
 
+static uv_once_t uvchan__memcheck_once = UV_ONCE_INIT;
+static void uvchan__memcheck_init(void) {
+  uvchan__memcheck = uvchan__detect_memcheck();
+}
+
 int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic) {
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
@@ -144,7 +149,12 @@ int uvchan__ctx_alive(uint32_t slot, uint64_t gen) {
 }
 
 int uvchan_handle_owned(const uv_handle_t* handle) {
-  return handle != NULL && handle->data == (void*)&uvchan__handle_tag;
+  if (handle == NULL)
+    return 0;
+  /* libuv never initialises `data`: a handle whose owner did not set it holds garbage, which is
+   * fine to compare, and memcheck is told so. */
+  UVCHAN__VG_DEFINED(&handle->data, sizeof(handle->data));
+  return handle->data == (void*)&uvchan__handle_tag;
 }
 
 /* ---- completion delivery ---- */
@@ -188,6 +198,8 @@ static void uvchan__on_check(uv_check_t* check) {
   if (UVCHAN__UNLIKELY(!UVCHAN__ON_THREAD(ctx)))
     uvchan__ctx_bind(ctx); /* the context belongs to the thread that runs its loop */
   while (budget > 0 && ctx->qhead_ != NULL && !loop->stop_flag) {
+    if (UVCHAN__UNLIKELY(ctx->qhead_->state_ & UVCHAN__REQ_FINISH))
+      uvchan__req_finish(ctx->qhead_);
     req = uvchan__queue_take(ctx);
     budget--;
     if (req->state_ & UVCHAN__REQ_TASK) {
@@ -208,6 +220,11 @@ static void uvchan__on_check(uv_check_t* check) {
       uvchan__ctx_shutdown_step(ctx);
     uvchan__ctx_maybe_finish_close(ctx);
   }
+}
+
+/* Other threads completed requests of this context (thread.c). */
+static void uvchan__on_async(uv_async_t* async) {
+  uvchan__inbox_drain(UVCHAN__CONTAINER_OF(async, uvchan_ctx_t, async_));
 }
 
 /* The idle handle does nothing: while it is active, the poll does not block. */
@@ -390,28 +407,35 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
     return UV_EINVAL;
   if (UVCHAN__MAGIC_IS(ctx, UVCHAN__CTX_MAGIC))
     return UV_EBUSY;
-  uvchan__memcheck = uvchan__detect_memcheck();
+  uv_once(&uvchan__memcheck_once, uvchan__memcheck_init);
   memset(ctx, 0, sizeof(*ctx));
   ctx->loop = loop;
+  if (uv_mutex_init(&ctx->inbox_lock_) != 0)
+    return UV_ENOMEM;
   err = uv_check_init(loop, &ctx->check_);
-  if (err != 0)
+  if (err != 0) {
+    uv_mutex_destroy(&ctx->inbox_lock_);
     return err;
-  err = uv_idle_init(loop, &ctx->idle_);
-  if (err == 0) {
-    err = uv_timer_init(loop, &ctx->timer_);
-    if (err != 0)
-      uv_close((uv_handle_t*)&ctx->idle_, NULL);
   }
+  uv_idle_init(loop, &ctx->idle_);   /* these two cannot fail */
+  uv_timer_init(loop, &ctx->timer_);
+  err = uv_async_init(loop, &ctx->async_, uvchan__on_async);
   if (err != 0) {
     uv_close((uv_handle_t*)&ctx->check_, NULL);
+    uv_close((uv_handle_t*)&ctx->idle_, NULL);
+    uv_close((uv_handle_t*)&ctx->timer_, NULL);
+    uv_mutex_destroy(&ctx->inbox_lock_);
     return err;
   }
   /* The idle handle keeps the loop alive while completions are queued; the check handle that
-   * delivers them never does on its own. */
+   * delivers them never does on its own, nor does the async handle, but while a request waits
+   * on a shared channel (thread.c). */
   uv_unref((uv_handle_t*)&ctx->check_);
+  uv_unref((uv_handle_t*)&ctx->async_);
   ctx->check_.data = (void*)&uvchan__handle_tag;
   ctx->idle_.data = (void*)&uvchan__handle_tag;
   ctx->timer_.data = (void*)&uvchan__handle_tag;
+  ctx->async_.data = (void*)&uvchan__handle_tag;
   uvchan__ctx_bind(ctx);
   ctx->timer_due_ = UINT64_MAX;
   ctx->batch_ = UVCHAN_DEFAULT_BATCH;
@@ -425,6 +449,8 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
     uv_close((uv_handle_t*)&ctx->check_, NULL);
     uv_close((uv_handle_t*)&ctx->idle_, NULL);
     uv_close((uv_handle_t*)&ctx->timer_, NULL);
+    uv_close((uv_handle_t*)&ctx->async_, NULL);
+    uv_mutex_destroy(&ctx->inbox_lock_);
     return err;
   }
   ctx->magic_ = UVCHAN__CTX_MAGIC;
@@ -437,6 +463,7 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
 
 static void uvchan__handle_done(uvchan_ctx_t* ctx) {
   if (--ctx->nhandles_ == 0) {
+    uv_mutex_destroy(&ctx->inbox_lock_);
     ctx->magic_ = 0;
     if (ctx->close_cb_ != NULL)
       ctx->close_cb_(ctx);
@@ -455,6 +482,10 @@ static void uvchan__on_timer_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, timer_));
 }
 
+static void uvchan__on_async_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, async_));
+}
+
 static void uvchan__on_probe_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, probe_));
 }
@@ -471,7 +502,7 @@ typedef struct {
 static void uvchan__probe_find(uv_handle_t* h, void* arg) {
   uvchan__probe_t* p = (uvchan__probe_t*)arg;
   if (h == (uv_handle_t*)&p->ctx->check_ || h == (uv_handle_t*)&p->ctx->idle_ ||
-      h == (uv_handle_t*)&p->ctx->timer_)
+      h == (uv_handle_t*)&p->ctx->timer_ || h == (uv_handle_t*)&p->ctx->async_)
     p->found = 1;
 }
 
@@ -506,6 +537,7 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->check_, uvchan__on_check_closed, &foreign);
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->idle_, uvchan__on_idle_closed, &foreign);
   uvchan__close_handle(ctx, (uv_handle_t*)&ctx->timer_, uvchan__on_timer_closed, &foreign);
+  uvchan__close_handle(ctx, (uv_handle_t*)&ctx->async_, uvchan__on_async_closed, &foreign);
   if (foreign) {
     uv_idle_init(ctx->loop, &ctx->probe_); /* cannot fail */
     ctx->probe_.data = (void*)&uvchan__handle_tag;
@@ -523,7 +555,7 @@ int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
   if (ctx->nres_ != 0 && ctx->ntasks_ == 0)
     uvchan__net_ctx_release(ctx); /* streams' state that nothing uses any more */
   if (ctx->nchans_ != 0 || ctx->ntasks_ != 0 || ctx->nwaiting_ != 0 || ctx->heap_ != NULL ||
-      ctx->nres_ != 0)
+      ctx->nres_ != 0 || ctx->nxwait_ != 0)
     return UV_EBUSY;
   uvchan__registry_leave(ctx); /* its wait groups are retired from now on */
   ctx->flags_ |= UVCHAN__CTX_CLOSING;
@@ -559,10 +591,15 @@ void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res) {
     uvchan__ctx_shutdown_step(ctx);
 }
 
-/* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head. */
+/* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head; a
+ * select with a shared case that another thread completed just now leaves only this waiter. */
 static void uvchan__cancel_queue(struct uvchan__link_s* q) {
-  while (!uvchan__list_empty(q))
-    uvchan__abort(uvchan__first_waiter(q)->req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
+  struct uvchan__waiter_s* w;
+  while (!uvchan__list_empty(q)) {
+    w = uvchan__first_waiter(q);
+    if (uvchan__abort(w->req, UV_ECANCELED, UVCHAN_TRACE_CANCEL) != 0)
+      uvchan__list_remove(&w->link);
+  }
 }
 
 int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
@@ -584,6 +621,10 @@ int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
   }
   for (l = ctx->chans_.next; l != &ctx->chans_; l = l->next) {
     ch = UVCHAN__CONTAINER_OF(l, uvchan_t, link_);
+    if (ch->flags_ & UVCHAN__CHAN_SHARED) {
+      uvchan__x_cancel_end(ch); /* only this context's requests on that end */
+      continue;
+    }
     uvchan__cancel_queue(&ch->recvq_);
     uvchan__cancel_queue(&ch->sendq_);
   }
@@ -721,7 +762,7 @@ static size_t uvchan__walk_waiter(struct uvchan__waiter_s* w, uvchan_walk_cb cb,
   info.task = uvchan__req_task(req);
   info.type = req->type;
   info.chan = w->chan;
-  info.op = (uvchan_op)w->op;
+  info.op = (uvchan_op)UVCHAN__OP(w);
   info.cases = NULL;
   info.ncases = 0;
   if (req->type == UVCHAN_REQ_SELECT) {
@@ -756,6 +797,10 @@ size_t uvchan_ctx_walk_waiting(uvchan_ctx_t* ctx, uvchan_walk_cb cb, void* arg) 
     return 0;
   for (l = ctx->chans_.next; l != &ctx->chans_; l = l->next) {
     ch = UVCHAN__CONTAINER_OF(l, uvchan_t, link_);
+    if (ch->flags_ & UVCHAN__CHAN_SHARED) {
+      n += uvchan__x_walk(ch, cb, arg);
+      continue;
+    }
     n += uvchan__walk_queue(&ch->sendq_, cb, arg);
     n += uvchan__walk_queue(&ch->recvq_, cb, arg);
   }

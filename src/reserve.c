@@ -30,11 +30,16 @@ void uvchan__grant(uvchan_t* ch, struct uvchan__waiter_s* w) {
   uvchan__take_slot(ch, (uvchan_permit_t*)w->value);
 }
 
-struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch) {
-  struct uvchan__link_s* l;
-  for (l = ch->sendq_.next; l != &ch->sendq_; l = l->next)
-    if (((struct uvchan__waiter_s*)l)->op == UVCHAN_OP_SEND)
+struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch, int claim) {
+  struct uvchan__link_s* l = ch->sendq_.next;
+  struct uvchan__link_s* next;
+  for (; l != &ch->sendq_; l = next) {
+    next = l->next;
+    if (UVCHAN__OP((struct uvchan__waiter_s*)l) != UVCHAN_OP_SEND)
+      continue;
+    if (!claim || uvchan__claim_waiter((struct uvchan__waiter_s*)l))
       return (struct uvchan__waiter_s*)l;
+  }
   return NULL;
 }
 
@@ -47,15 +52,28 @@ static void uvchan__rebalance(uvchan_t* ch) {
 
   while (!uvchan__list_empty(&ch->sendq_)) {
     w = uvchan__first_waiter(&ch->sendq_);
-    if (w->op == UVCHAN_OP_SEND && !uvchan__list_empty(&ch->recvq_)) {
-      r = uvchan__first_waiter(&ch->recvq_);
+    if (UVCHAN__OP(w) == UVCHAN_OP_SEND && !uvchan__list_empty(&ch->recvq_)) {
+      if (!uvchan__claim_waiter(w))
+        continue;
+      if ((r = uvchan__match_first(&ch->recvq_)) == NULL) {
+        /* the receivers were all claimed elsewhere: put the value instead, below */
+        if (ch->len_ < ch->cap_) {
+          uvchan__put(ch, w->value);
+          uvchan__wake(w, 0);
+          continue;
+        }
+        uvchan__list_remove(&w->link); /* cannot happen: sendq_ non-empty means no room */
+        continue;
+      }
       if (r->value != NULL)
         uvchan__copy(r->value, w->value, ch->elem_size_);
       UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, w->req, r->req, w->value);
       uvchan__wake(r, 0);
       uvchan__wake(w, 0);
     } else if (ch->len_ < ch->cap_) {
-      if (w->op == UVCHAN_OP_RESERVE) {
+      if (!uvchan__claim_waiter(w))
+        continue;
+      if (UVCHAN__OP(w) == UVCHAN_OP_RESERVE) {
         uvchan__grant(ch, w);
       } else {
         uvchan__put(ch, w->value);
@@ -128,7 +146,8 @@ int uvchan_try_reserve(uvchan_t* ch, uvchan_permit_t* permit) {
 /* The channel of a held permit, or NULL: a permit whose channel was destroyed (or re-created)
  * holds nothing any more. */
 static uvchan_t* uvchan__permit_chan(const uvchan_permit_t* permit) {
-  if (permit == NULL || permit->magic_ != UVCHAN__PERMIT_MAGIC || !uvchan__chan_ok(permit->chan_) ||
+  if (permit == NULL || !UVCHAN__MAGIC_IS(permit, UVCHAN__PERMIT_MAGIC) ||
+      !uvchan__chan_ok(permit->chan_) ||
       permit->chan_->id_ != permit->chan_id_)
     return NULL;
   return permit->chan_;

@@ -19,22 +19,23 @@
 #include <limits.h>
 #include <stdlib.h>
 
-static int uvchan__case_ready(const uvchan_case_t* c) {
-  const uvchan_t* ch = c->chan;
-  if (c->op == UVCHAN_OP_RECV) /* a waiting reservation in sendq_ holds no value: see below */
+/* Whether an operation `op` on (the state of) `ch` could complete now. */
+UVCHAN__INLINE int uvchan__case_ready(const uvchan_t* ch, unsigned op) {
+  if (op == UVCHAN_OP_RECV) /* a waiting reservation in sendq_ holds no value: see reserve.c */
     return ch->len_ > 0 || (ch->flags_ & UVCHAN__CHAN_CLOSED) ||
            (!uvchan__list_empty(&ch->sendq_) &&
             (uvchan__first_waiter((struct uvchan__link_s*)&ch->sendq_)->op == UVCHAN_OP_SEND ||
-             uvchan__first_sender((uvchan_t*)ch) != NULL));
-  if (c->op == UVCHAN_OP_SEND)
+             uvchan__first_sender((uvchan_t*)ch, 0) != NULL));
+  if (op == UVCHAN_OP_SEND)
     return (ch->flags_ & (UVCHAN__CHAN_CLOSED | UVCHAN__CHAN_OVERFLOW)) ||
            !uvchan__list_empty(&ch->recvq_) || ch->len_ < ch->cap_;
   return (ch->flags_ & UVCHAN__CHAN_CLOSED) || ch->len_ < ch->cap_;
 }
 
 /* Checks the cases and finds their context (used by task.c too). Returns the number of cases
- * with a channel, or UV_EINVAL for a bad case or cases on channels of different contexts. */
-int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
+ * with a channel, or UV_EINVAL for a bad case or cases on channels of different contexts; sets
+ * *xsel when a case is on a shared channel. */
+int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx, int* xsel) {
   const uvchan_case_t* c;
   unsigned i;
   int usable = 0;
@@ -45,14 +46,17 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
     c = &cases[i];
     if (c->chan == NULL)
       continue;
-    if (!uvchan__chan_ok(c->chan))
-      return UV_EINVAL;
+    if (UVCHAN__UNLIKELY(!uvchan__chan_ok(c->chan))) {
+      if (!uvchan__chan_shared(c->chan))
+        return UV_EINVAL;
+      *xsel = 1;
+    }
     if (c->op != UVCHAN_OP_RECV) { /* receive cases, the common ones, need no more checks */
       if (c->op == UVCHAN_OP_SEND) {
         if (c->value == NULL && c->chan->elem_size_ != 0)
           return UV_EINVAL;
       } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || c->chan->ring_ == 0 ||
-                 (c->chan->flags_ & UVCHAN__CHAN_OVERFLOW)) {
+                 (c->chan->flags_ & (UVCHAN__CHAN_OVERFLOW | UVCHAN__CHAN_SHARED))) {
         return UV_EINVAL;
       }
     }
@@ -66,16 +70,23 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx) {
 }
 
 /* Completes one ready case, picked uniformly among the ready ones (reservoir sampling: the k-th
- * ready case replaces the choice with probability 1/k). Returns its index, or -1 if none. */
-static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned n,
-                               uvchan_req_t* req, int* status) {
+ * ready case replaces the choice with probability 1/k). Returns its index, or -1 if none.
+ * `xsel` (a constant at each call site) says whether some cases are on shared channels, whose
+ * cores the caller locked: their state is the core's, and their wakes may cross threads. */
+UVCHAN__INLINE int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned n,
+                                       uvchan_req_t* req, int* status, int xsel) {
   uvchan_case_t* c;
-  int chosen = -1;
+  uvchan_t* ch;
+  int chosen = -1, shared = 0;
   uint32_t k = 0;
   unsigned i;
 
   for (i = 0; i < n; i++) {
-    if (cases[i].chan == NULL || !uvchan__case_ready(&cases[i]))
+    if ((ch = cases[i].chan) == NULL)
+      continue;
+    if (xsel && (ch->flags_ & UVCHAN__CHAN_SHARED))
+      ch = ch->core_;
+    if (!uvchan__case_ready(ch, cases[i].op))
       continue;
     k++;
     if (k == 1 || uvchan__rand_below(ctx, k) == 0)
@@ -84,19 +95,28 @@ static int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, unsigned
   if (chosen < 0)
     return -1;
   c = &cases[chosen];
+  ch = c->chan;
+  if (xsel && (ch->flags_ & UVCHAN__CHAN_SHARED)) {
+    ch = ch->core_;
+    shared = 1;
+  }
   /* A ready case completes: never UVCHAN__MUST_WAIT. */
   if (c->op == UVCHAN_OP_RECV)
-    *status = uvchan__recv_now(c->chan, c->value, req);
+    *status = shared ? uvchan__recv_x(ch, c->value, req, 1, ctx) : uvchan__recv_now(ch, c->value, req);
   else if (c->op == UVCHAN_OP_SEND)
-    *status = uvchan__send_now(c->chan, c->value, req);
+    *status = shared ? uvchan__send_x(ch, c->value, req, 1, ctx) : uvchan__send_now(ch, c->value, req);
   else
-    *status = uvchan__reserve_now(c->chan, (uvchan_permit_t*)c->value);
+    *status = uvchan__reserve_now(ch, (uvchan_permit_t*)c->value);
   return chosen;
 }
 
 static void uvchan__case_wait(uvchan_select_t* sel, unsigned i) {
   uvchan_case_t* c = &sel->cases_[i];
-  uvchan__wait(c->chan, &c->w_, (uvchan_req_t*)sel, c->value, c->op, i);
+  if (UVCHAN__UNLIKELY(c->chan->flags_ & UVCHAN__CHAN_SHARED))
+    uvchan__x_case_wait(sel, i);
+  else
+    uvchan__wait(c->chan, &c->w_, (uvchan_req_t*)sel, c->value,
+                 c->op | (sel->xsel_ ? UVCHAN__OP_XSEL : 0), i);
 }
 
 /* Links the waiter of every case with a channel, in a uniformly random order (Fisher-Yates over
@@ -139,8 +159,37 @@ static void uvchan__select_link(uvchan_select_t* sel, unsigned n) {
   free(big);
 }
 
+/* A select with cases on shared channels: polls and enqueues with every one of their cores
+ * locked, so that no party can slip between the poll and the enqueue (Go's sellock). */
+static UVCHAN__NOINLINE int uvchan__select_start_x(uvchan_select_t* sel, unsigned n,
+                                                   uint64_t timeout, int has_deadline) {
+  uvchan_req_t* req = (uvchan_req_t*)sel;
+  uvchan_t* small[8];
+  uvchan_t** cores;
+  int status = 0, idx, d;
+
+  d = uvchan__sel_lock(sel->cases_, n, &cores, small, 8);
+  if (d < 0)
+    return d;
+  idx = uvchan__select_poll(sel->ctx_, sel->cases_, n, req, &status, 1);
+  if (idx >= 0) {
+    uvchan__sel_unlock(cores, d, small);
+    sel->index = idx;
+    sel->status = status;
+    return 1;
+  }
+  sel->claim_ = 0;
+  sel->xsel_ = 1; /* from here on, any thread that matches a case claims the select first */
+  uvchan__select_link(sel, n);
+  uvchan__xsel_waits(sel);
+  if (has_deadline)
+    uvchan__deadline_add(req, timeout);
+  uvchan__sel_unlock(cores, d, small);
+  return 0;
+}
+
 int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
-                         uint64_t timeout, int has_deadline) {
+                         uint64_t timeout, int has_deadline, int xsel) {
   uvchan_req_t* req = (uvchan_req_t*)sel;
   int status = 0;
   int idx;
@@ -148,7 +197,10 @@ int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
   sel->cases_ = cases;
   sel->ncases_ = n;
   sel->index = -1;
-  idx = uvchan__select_poll(sel->ctx_, cases, n, req, &status);
+  sel->xsel_ = 0;
+  if (UVCHAN__UNLIKELY(xsel))
+    return uvchan__select_start_x(sel, n, timeout, has_deadline);
+  idx = uvchan__select_poll(sel->ctx_, cases, n, req, &status, 0);
   if (idx >= 0) {
     sel->index = idx;
     sel->status = status;
@@ -164,11 +216,11 @@ int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
 static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
                           uint64_t timeout, int has_deadline, uvchan_select_cb cb) {
   uvchan_ctx_t* ctx = NULL;
-  int usable;
+  int usable, xsel = 0;
 
   if (sel == NULL || cb == NULL)
     return UV_EINVAL;
-  usable = uvchan__select_check(cases, n, &ctx);
+  usable = uvchan__select_check(cases, n, &ctx, &xsel);
   if (usable < 0)
     return usable;
   if (usable == 0)
@@ -177,7 +229,12 @@ static int uvchan__select(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
     return usable;
   if (uvchan__req_begin((uvchan_req_t*)sel, ctx, UVCHAN_REQ_SELECT, (void (*)(void))cb) != 0)
     return UV_EBUSY;
-  if (uvchan__select_start(sel, cases, n, timeout, has_deadline))
+  usable = uvchan__select_start(sel, cases, n, timeout, has_deadline, xsel);
+  if (usable < 0) {
+    sel->magic_ = 0; /* not started: no callback */
+    return usable;
+  }
+  if (usable)
     uvchan__complete((uvchan_req_t*)sel, sel->status);
   return 0;
 }
@@ -193,8 +250,11 @@ int uvchan_select_timeout(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n
 
 int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status) {
   uvchan_ctx_t* ctx = NULL;
-  int usable = uvchan__select_check(cases, n, &ctx);
-  int st = 0;
+  int xsel = 0;
+  int usable = uvchan__select_check(cases, n, &ctx, &xsel);
+  uvchan_t* small[8];
+  uvchan_t** cores;
+  int st = 0, d;
   int idx;
 
   if (usable < 0)
@@ -203,7 +263,14 @@ int uvchan_try_select(uvchan_case_t* cases, unsigned n, int* status) {
     return UV_EAGAIN; /* only nil cases: Go runs the default */
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
-  idx = uvchan__select_poll(ctx, cases, n, NULL, &st);
+  if (xsel) {
+    if ((d = uvchan__sel_lock(cases, n, &cores, small, 8)) < 0)
+      return d;
+    idx = uvchan__select_poll(ctx, cases, n, NULL, &st, 1);
+    uvchan__sel_unlock(cores, d, small);
+  } else {
+    idx = uvchan__select_poll(ctx, cases, n, NULL, &st, 0);
+  }
   if (idx < 0)
     return UV_EAGAIN;
   if (status != NULL)

@@ -311,8 +311,9 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
   uvchan_task_t* next;
 
   uvchan__canary_check(t);
-  if (req != NULL && (req->state_ & UVCHAN__REQ_TASK) && t->ctx->budget_ > 0 &&
-      !t->ctx->loop->stop_flag) {
+  /* A request to finish first (thread.c) takes the loop's way, which finishes it. */
+  if (req != NULL && (req->state_ & (UVCHAN__REQ_TASK | UVCHAN__REQ_FINISH)) == UVCHAN__REQ_TASK &&
+      t->ctx->budget_ > 0 && !t->ctx->loop->stop_flag) {
     t->ctx->budget_--;
     next = UVCHAN__CONTAINER_OF(uvchan__queue_take(t->ctx), uvchan_task_t, r.req);
     next->state = UVCHAN__TASK_RUNNING;
@@ -517,18 +518,30 @@ static int uvchan__task_block_nil(uvchan_task_t* t, uvchan_req_type type, unsign
   return req->status;
 }
 
-/* A send or receive that is not an ordinary one: outside a task, on a bad channel or one of
- * another context (UV_EINVAL), or on a nil channel, which blocks forever. Kept out of line, so
- * that it costs the fast path nothing. */
-static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, unsigned op,
-                                                uint64_t timeout, int has_deadline) {
+/* A send or receive that is not an ordinary one: on an end of a shared channel, on a nil
+ * channel (which blocks forever), or outside a task, on a bad channel or one of another context
+ * (UV_EINVAL). Kept out of line, so that it costs the fast path nothing. */
+static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, void* value,
+                                                unsigned op, uint64_t timeout, int has_deadline) {
   int status;
-  if (t == NULL || ch != NULL)
+  if (t == NULL)
+    return UV_EINVAL;
+  if (ch == NULL) {
+    if ((status = uvchan__task_spend(t)) != 0)
+      return status;
+    return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV,
+                                  op, timeout, has_deadline);
+  }
+  if (!uvchan__chan_shared(ch) || ch->ctx_ != t->ctx ||
+      (op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
   if ((status = uvchan__task_spend(t)) != 0)
     return status;
-  return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV, op,
-                                timeout, has_deadline);
+  status = uvchan__x_task_op(&t->r.req, ch, value, op, timeout, has_deadline);
+  if (status != UVCHAN__MUST_WAIT)
+    return status;
+  uvchan__task_park(t);
+  return t->r.req.status;
 }
 
 /* ---- spawning ---- */
@@ -679,7 +692,7 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
   int status;
 
   if (UVCHAN__UNLIKELY(t == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx))
-    return uvchan__task_op_odd(t, ch, op, timeout, has_deadline);
+    return uvchan__task_op_odd(t, ch, value, op, timeout, has_deadline);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
   if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0)
@@ -750,11 +763,11 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
   uvchan_task_t* t = uvchan__current;
   uvchan_ctx_t* ctx = NULL;
   uvchan_select_t* sel;
-  int usable;
+  int usable, xsel = 0;
 
   if (t == NULL)
     return UV_EINVAL;
-  usable = uvchan__select_check(cases, n, &ctx);
+  usable = uvchan__select_check(cases, n, &ctx, &xsel);
   if (usable < 0)
     return usable;
   if (ctx != NULL && ctx != t->ctx)
@@ -763,7 +776,12 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
     return usable;
   /* With no usable case this waits forever (Go's select {}), unless a deadline or cancel comes. */
   sel = (uvchan_select_t*)uvchan__task_req(t, UVCHAN_REQ_SELECT);
-  uvchan__task_await(t, &t->r.req, uvchan__select_start(sel, cases, n, timeout, has_deadline));
+  usable = uvchan__select_start(sel, cases, n, timeout, has_deadline, xsel);
+  if (usable < 0) {
+    t->r.req.magic_ = 0;
+    return usable;
+  }
+  uvchan__task_await(t, &t->r.req, usable);
   if (sel->index < 0)
     return sel->status; /* UV_ETIMEDOUT or UV_ECANCELED */
   if (status != NULL)

@@ -70,6 +70,9 @@ extern int uvchan__memcheck;
  * garbage matches by chance with odds of 2^-32: good enough to turn most misuse into UV_EINVAL. */
 #define UVCHAN__CTX_MAGIC 0x75637478u   /* "uctx" */
 #define UVCHAN__CHAN_MAGIC 0x7563686eu  /* "uchn" */
+#define UVCHAN__XCHAN_MAGIC 0x75786368u /* "uxch": an end of a shared channel (thread.c). Its own
+                                           magic keeps shared ends off every local fast path,
+                                           whose check of the local magic then diverts them. */
 #define UVCHAN__REQ_MAGIC 0x75726571u   /* "ureq": set while a request is pending */
 #define UVCHAN__WG_MAGIC 0x75776721u    /* "uwg!" */
 #define UVCHAN__TIMER_MAGIC 0x75746d72u /* "utmr" */
@@ -80,7 +83,11 @@ enum {
   UVCHAN__REQ_WAITING = 1u << 0,  /* linked in a channel's or wait group's queue */
   UVCHAN__REQ_QUEUED = 1u << 1,   /* matched: in the completion queue, status final */
   UVCHAN__REQ_DEADLINE = 1u << 2, /* in the deadline heap */
-  UVCHAN__REQ_TASK = 1u << 3
+  UVCHAN__REQ_TASK = 1u << 3,
+  UVCHAN__REQ_SHWAIT = 1u << 4,   /* waits on a shared channel (thread.c) */
+  UVCHAN__REQ_FINISH = 1u << 5    /* completed with work left for its owner's thread: the
+                                     select's other cases to withdraw, the shared wait to count
+                                     out (uvchan__req_finish, run at delivery) */
 };
 
 /* Context flags_. */
@@ -96,7 +103,8 @@ enum {
 /* Channel flags_. */
 enum {
   UVCHAN__CHAN_CLOSED = 1u << 0,
-  UVCHAN__CHAN_OVERFLOW = 1u << 1 /* a dropping overflow policy: sends never wait */
+  UVCHAN__CHAN_OVERFLOW = 1u << 1, /* a dropping overflow policy: sends never wait */
+  UVCHAN__CHAN_SHARED = 1u << 2    /* an end of a channel shared between threads (thread.c) */
 };
 
 #define UVCHAN__PERMIT_MAGIC 0x75706d74u /* "upmt": set while a permit holds a slot */
@@ -137,8 +145,14 @@ static inline int uvchan__ctx_ok(const uvchan_ctx_t* ctx) {
   return ctx != NULL && ctx->magic_ == UVCHAN__CTX_MAGIC;
 }
 
+/* A live channel of the loop's own: what every fast path accepts. */
 static inline int uvchan__chan_ok(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__CHAN_MAGIC;
+}
+
+/* A live end of a shared channel. */
+static inline int uvchan__chan_shared(const uvchan_t* ch) {
+  return ch != NULL && ch->magic_ == UVCHAN__XCHAN_MAGIC;
 }
 
 /* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
@@ -161,7 +175,8 @@ static inline void uvchan__complete(uvchan_req_t* req, int status) {
   uvchan_ctx_t* ctx = req->ctx_;
 
   req->status = status;
-  req->state_ = (req->state_ & UVCHAN__REQ_TASK) | UVCHAN__REQ_QUEUED;
+  req->state_ = (req->state_ & (UVCHAN__REQ_TASK | UVCHAN__REQ_FINISH | UVCHAN__REQ_SHWAIT)) |
+                UVCHAN__REQ_QUEUED;
   req->qnext_ = NULL;
   if (ctx->qtail_ != NULL) {
     ctx->qtail_->qnext_ = req;
@@ -174,7 +189,10 @@ static inline void uvchan__complete(uvchan_req_t* req, int status) {
 }
 
 /* Unlinks the head of the (non-empty) completion queue for delivery. The request is its owner's
- * again: idle, status and type final. The caller counts it against the delivery's budget. */
+ * again: idle, status and type final. The caller counts it against the delivery's budget, and
+ * has run uvchan__req_finish() first if the request had UVCHAN__REQ_FINISH. */
+void uvchan__req_finish(uvchan_req_t* req);
+
 static inline uvchan_req_t* uvchan__queue_take(uvchan_ctx_t* ctx) {
   uvchan_req_t* req = ctx->qhead_;
   ctx->qhead_ = req->qnext_;
@@ -235,11 +253,37 @@ void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 
 /* uvchan__wake() for a select, a wait-group wait or a request with a deadline. */
 void uvchan__wake_slow(struct uvchan__waiter_s* w, int status);
+/* uvchan__wake() for a waiter of a shared channel's core, whose lock the caller holds, called
+ * from a thread whose context is `here` (NULL for a thread without one): the waiter's owner
+ * may be another thread (thread.c). */
+void uvchan__wake_shared(struct uvchan__waiter_s* w, int status, uvchan_ctx_t* here);
+/* A select that has a case on a shared channel is claimed by whoever completes it first, by an
+ * atomic exchange (Go's selectDone): the first waiter of `q` that is no such select, or such a
+ * select this call claimed; the waiters of selects claimed elsewhere are unlinked on the way.
+ * NULL when none is left. */
+struct uvchan__waiter_s* uvchan__claim_first(struct uvchan__link_s* q);
+/* The same for one waiter about to be matched: 1 if it may be (claimed, or no such select); 0
+ * if its select was completed elsewhere, in which case it is unlinked. */
+int uvchan__claim_waiter(struct uvchan__waiter_s* w);
+/* A waiter's op carries this bit when it belongs to a select with a shared case (it must be
+ * claimed before a match): the engine's existing test of the op then notices it, at no cost. */
+#define UVCHAN__OP_XSEL 8u
+#define UVCHAN__OP(w) ((w)->op & ~UVCHAN__OP_XSEL)
+static inline int uvchan__is_xsel(const struct uvchan__waiter_s* w) {
+  return (w->op & UVCHAN__OP_XSEL) != 0;
+}
 /* Unlinks every waiter and the deadline of `req`. */
 void uvchan__withdraw(uvchan_req_t* req);
 /* Ends a waiting request without a transfer (cancel: UV_ECANCELED, deadline: UV_ETIMEDOUT):
- * traces it as `kind`, withdraws it and queues its completion. */
-void uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind);
+ * traces it as `kind`, withdraws it and queues its completion. Returns 0, or UV_EBUSY when the
+ * request waits on a shared channel and another thread has just matched it (its completion,
+ * with the real outcome, is on its way). */
+int uvchan__abort(uvchan_req_t* req, int status, uvchan_trace_kind kind);
+/* uvchan__abort() for a request waiting on a shared channel (thread.c). */
+int uvchan__x_abort(uvchan_req_t* req, int status);
+/* Completes a select with a shared case that its caller claimed (and whose matched waiter, if
+ * any, it unlinked): the rest is left to uvchan__req_finish() on its owner's thread. */
+void uvchan__xsel_complete(uvchan_select_t* sel, int status);
 /* The start of every callback-API request: UV_EBUSY if `req` is still pending, else prepares it
  * as a user request and returns 0. */
 int uvchan__req_begin(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_type type,
@@ -255,9 +299,10 @@ UVCHAN__INLINE void uvchan__wait(uvchan_t* ch, struct uvchan__waiter_s* w, uvcha
   w->value = value;
   w->op = op;
   w->index = index;
-  uvchan__list_push(op == UVCHAN_OP_RECV ? &ch->recvq_ : &ch->sendq_, &w->link);
+  uvchan__list_push((op & ~UVCHAN__OP_XSEL) == UVCHAN_OP_RECV ? &ch->recvq_ : &ch->sendq_,
+                    &w->link);
   req->state_ |= UVCHAN__REQ_WAITING;
-  UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op, req, NULL, value);
+  UVCHAN__TRACE(ch, UVCHAN_TRACE_WAIT, op & ~UVCHAN__OP_XSEL, req, NULL, value);
 }
 
 /* A waiter was matched, or its channel closed/destroyed under it: withdraws its request from
@@ -273,7 +318,16 @@ UVCHAN__INLINE void uvchan__wake(struct uvchan__waiter_s* w, int status) {
   }
 }
 
-
+/* The engine's two operations take where they run as constants, so that every local call site
+ * compiles to the plain local code: `shared` 0 is a local channel on its owner's thread; 1 is a
+ * shared channel's core, whose lock the caller holds, on a thread whose context is `here`. */
+#define UVCHAN__WAKE(w, status, shared, here) \
+  ((shared) ? uvchan__wake_shared((w), (status), (here)) : uvchan__wake((w), (status)))
+#define UVCHAN__TRACE_X(shared, ch, kind, op, req, peer, value) \
+  do {                                                          \
+    if (!(shared))                                              \
+      UVCHAN__TRACE((ch), (kind), (op), (req), (peer), (value)); \
+  } while (0)
 
 /* Element copy, with the common sizes as fixed-size copies the compiler turns into moves. */
 UVCHAN__INLINE void uvchan__copy(void* dst, const void* src, size_t n) {
@@ -311,28 +365,39 @@ void uvchan__grant(uvchan_t* ch, struct uvchan__waiter_s* w);
 /* A receive finds no value but waiting parties in sendq_: only reservations, or senders behind
  * them, can be there when reservations hold every slot (reserve.c). Returns the first sender,
  * or NULL. */
-struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch);
+struct uvchan__waiter_s* uvchan__first_sender(uvchan_t* ch, int claim);
+
+/* The first waiter of `q` to match (see uvchan__claim_first), or NULL. */
+UVCHAN__INLINE struct uvchan__waiter_s* uvchan__match_first(struct uvchan__link_s* q) {
+  struct uvchan__waiter_s* w;
+  if (uvchan__list_empty(q))
+    return NULL;
+  w = uvchan__first_waiter(q);
+  if (UVCHAN__UNLIKELY(uvchan__is_xsel(w)))
+    w = uvchan__claim_first(q);
+  return w;
+}
 
 /* Completes a send of `value` by `req` (NULL for a try-send) if it can be done now: returns its
  * status (0, or UV_EPIPE on a closed channel), or UVCHAN__MUST_WAIT. A waiting receiver it
  * matches is woken. `req` is only named in trace events; nothing in it is read or written. */
-UVCHAN__INLINE int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_t* req) {
+UVCHAN__INLINE int uvchan__send_x(uvchan_t* ch, const void* value, uvchan_req_t* req, int shared,
+                                  uvchan_ctx_t* here) {
   struct uvchan__waiter_s* w;
 
   if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_CLOSED))
     return UV_EPIPE;
-  if (!uvchan__list_empty(&ch->recvq_)) {
+  if ((w = uvchan__match_first(&ch->recvq_)) != NULL) {
     /* By invariant 2 the buffer is empty: hand the value straight to the oldest receiver. */
-    w = uvchan__first_waiter(&ch->recvq_);
     if (w->value != NULL)
       uvchan__copy(w->value, value, ch->elem_size_);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, req, w->req, value);
-    uvchan__wake(w, 0);
+    UVCHAN__TRACE_X(shared, ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_SEND, req, w->req, value);
+    UVCHAN__WAKE(w, 0, shared, here);
     return 0;
   }
   if (ch->len_ < ch->cap_) {
     uvchan__put(ch, value);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
+    UVCHAN__TRACE_X(shared, ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, req, NULL, value);
     return 0;
   }
   if (UVCHAN__UNLIKELY(ch->flags_ & UVCHAN__CHAN_OVERFLOW)) {
@@ -344,37 +409,39 @@ UVCHAN__INLINE int uvchan__send_now(uvchan_t* ch, const void* value, uvchan_req_
 
 /* Completes a receive into `value` (NULL drops the value) if it can be done now: returns its
  * status (0, or UV_EOF on a closed and drained channel), or UVCHAN__MUST_WAIT. A waiting sender
- * it frees is woken. `req` as for uvchan__send_now(). */
-UVCHAN__INLINE int uvchan__recv_now(uvchan_t* ch, void* value, uvchan_req_t* req) {
+ * it frees is woken. `req` as for uvchan__send_x(). */
+UVCHAN__INLINE int uvchan__recv_x(uvchan_t* ch, void* value, uvchan_req_t* req, int shared,
+                                  uvchan_ctx_t* here) {
   struct uvchan__waiter_s* w;
 
   if (ch->len_ > 0) {
     uvchan__take(ch, value);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
-    if (UVCHAN__UNLIKELY(!uvchan__list_empty(&ch->sendq_))) {
+    UVCHAN__TRACE_X(shared, ch, UVCHAN_TRACE_TAKE, UVCHAN_OP_RECV, req, NULL, value);
+    if (UVCHAN__UNLIKELY((w = uvchan__match_first(&ch->sendq_)) != NULL)) {
       /* The buffer was full (invariant 2): the oldest sender's value takes the freed slot, which
        * keeps send order and completes that sender; a waiting reservation takes the slot. */
-      w = uvchan__first_waiter(&ch->sendq_);
-      if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE)) {
+      if (UVCHAN__UNLIKELY(UVCHAN__OP(w) == UVCHAN_OP_RESERVE)) {
         uvchan__grant(ch, w);
       } else {
         uvchan__put(ch, w->value);
-        UVCHAN__TRACE(ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
+        UVCHAN__TRACE_X(shared, ch, UVCHAN_TRACE_PUT, UVCHAN_OP_SEND, w->req, NULL, w->value);
       }
-      uvchan__wake(w, 0);
+      UVCHAN__WAKE(w, 0, shared, here);
     }
     return 0;
   }
   if (!uvchan__list_empty(&ch->sendq_)) {
     /* Unbuffered (or zero-capacity) rendezvous with the oldest sender. A buffered channel whose
-     * slots are all reserved can have reservations waiting here too: they hold no value. */
+     * slots are all reserved can have reservations waiting here too: they hold no value, so
+     * the first sender behind them is taken (a select's claimed first). */
     w = uvchan__first_waiter(&ch->sendq_);
-    if (UVCHAN__UNLIKELY(w->op == UVCHAN_OP_RESERVE) && (w = uvchan__first_sender(ch)) == NULL)
+    if (UVCHAN__UNLIKELY(w->op != UVCHAN_OP_SEND) && /* a reservation, or a select to claim */
+        (w = uvchan__first_sender(ch, 1)) == NULL)
       goto none;
     if (value != NULL)
       uvchan__copy(value, w->value, ch->elem_size_);
-    UVCHAN__TRACE(ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
-    uvchan__wake(w, 0);
+    UVCHAN__TRACE_X(shared, ch, UVCHAN_TRACE_HANDSHAKE, UVCHAN_OP_RECV, req, w->req, value);
+    UVCHAN__WAKE(w, 0, shared, here);
     return 0;
   }
 none:
@@ -386,6 +453,37 @@ none:
   return UVCHAN__MUST_WAIT;
 }
 
+#define uvchan__send_now(ch, value, req) uvchan__send_x((ch), (value), (req), 0, NULL)
+#define uvchan__recv_now(ch, value, req) uvchan__recv_x((ch), (value), (req), 0, NULL)
+
+/* ---- thread.c: shared channels (see the top of thread.c) ---- */
+
+/* The context's async callback: delivers what other threads completed for it. */
+void uvchan__inbox_drain(uvchan_ctx_t* ctx);
+/* Starts a callback request on an end: returns its status when it completed at once (the caller
+ * queues it), else UVCHAN__MUST_WAIT (it waits, counted, with its deadline). */
+int uvchan__x_start(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
+                    uint64_t timeout, int has_deadline);
+/* A task's blocking send or receive on an end: its status, or UVCHAN__MUST_WAIT after linking
+ * the task's request (the caller parks). */
+int uvchan__x_task_op(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
+                      uint64_t timeout, int has_deadline);
+/* Try-send / try-receive on an end, from any thread: a status or UVCHAN__MUST_WAIT. */
+int uvchan__x_try(uvchan_t* end, void* value, unsigned op);
+int uvchan__x_close(uvchan_t* end);
+int uvchan__x_destroy(uvchan_t* end);
+void uvchan__x_cancel_end(uvchan_t* end);
+size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg);
+/* Runs `fn` on the core of `end` under its lock (queries, settings). */
+void uvchan__x_locked(const uvchan_t* end, void (*fn)(uvchan_t* core, void* arg), void* arg);
+/* Select: locks the distinct cores of the shared cases in address order, returning how many
+ * (`*cores` holds them; `small` is a caller array of `nsmall`), or UV_ENOMEM; and unlocks them. */
+int uvchan__sel_lock(uvchan_case_t* cases, unsigned n, uvchan_t*** cores, uvchan_t** small,
+                     unsigned nsmall);
+void uvchan__sel_unlock(uvchan_t** cores, int d, uvchan_t** small);
+void uvchan__x_case_wait(uvchan_select_t* sel, unsigned i);
+void uvchan__xsel_waits(uvchan_select_t* sel);
+
 /* ---- reserve.c ---- */
 
 /* Reserves a slot for `permit` if one is free now: 0, UV_EPIPE (closed), or UVCHAN__MUST_WAIT. */
@@ -394,11 +492,12 @@ int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit);
 /* ---- select.c ---- */
 
 /* Starts a select: returns 1 if a case completed at once (req->status, req->index set), 0 if it
- * waits. The request is prepared (its ctx_ set) by the caller. */
+ * waits, or UV_ENOMEM. The request is prepared (its ctx_ set) by the caller. */
 int uvchan__select_start(uvchan_select_t* sel, uvchan_case_t* cases, unsigned n,
-                         uint64_t timeout, int has_deadline);
-/* Checks select cases: the number with a channel, or UV_EINVAL. Sets *ctx from the channels. */
-int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx);
+                         uint64_t timeout, int has_deadline, int xsel);
+/* Checks select cases: the number with a channel, or UV_EINVAL. Sets *ctx from the channels,
+ * and *xsel when a case is on a shared channel. */
+int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx, int* xsel);
 
 /* ---- wg.c ---- */
 

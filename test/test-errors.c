@@ -315,6 +315,295 @@ static void test_errors_no_code_functions(void** state) {
   assert_non_null(uvchan_version_string());
 }
 
+/* ---- pipelines (uvchan/pipeline.h) ---- */
+
+static int nop_fn(uvchan_job_t* job, void* value) {
+  (void)job;
+  (void)value;
+  return 0;
+}
+
+static uvchan_job_t* held_job;
+static int hold_fn(uvchan_job_t* job, void* value) {
+  (void)value;
+  held_job = job;
+  return 0;
+}
+
+static void test_errors_stage(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero, other;
+  uvchan_t a, b, unbuf, big, foreign, zch;
+  uvchan_stage_t st, zst;
+  uvchan_pipeline_t p, p2, zp;
+  uvchan_stage_opts_t o;
+  int v = 1;
+
+  memset(&zero, 0, sizeof(zero));
+  memset(&zst, 0, sizeof(zst));
+  memset(&zch, 0, sizeof(zch));
+  memset(&zp, 0, sizeof(zp));
+  assert_int_equal(uvchan_ctx_init(&f->loop, &other), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &a, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &b, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &unbuf, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &big, SIZE_MAX / 4, 0), 0);
+  assert_int_equal(uvchan_init(&other, &foreign, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_stage_init(NULL, &st, &a, &b, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&zero, &st, &a, &b, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, NULL, &a, &b, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, NULL, &b, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &zch, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &a, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &foreign, nop_fn, NULL), UV_EINVAL);
+  memset(&o, 0, sizeof(o));
+  o.flags = 1u << 20; /* no such flag */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
+  o.flags = UVCHAN_STAGE_RESERVE; /* needs a buffered output */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &unbuf, nop_fn, &o), UV_EINVAL);
+  o.flags = 0;
+  o.parallel = 65537; /* above the bound */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
+  o.parallel = 8; /* 8 input buffers of SIZE_MAX / 4 bytes overflow */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &big, &b, nop_fn, &o), UV_EINVAL);
+  o.parallel = 0;
+  o.pipeline = &zp; /* not initialised */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
+  assert_int_equal(uvchan_stage_start(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_start(&zst, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_close(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_close(&zst, NULL), UV_EINVAL);
+  /* a pipeline of another context */
+  assert_int_equal(uvchan_pipeline_init(&other, &p), 0);
+  o.pipeline = &p;
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_close(&p, NULL), 0);
+  assert_int_equal(uvchan_pipeline_init(&f->ctx, &p2), 0);
+  assert_int_equal(uvchan_pipeline_close(&p2, NULL), 0);
+  o.pipeline = &p2;
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL); /* closing */
+  RUN(f);
+  /* live, started, closing */
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, NULL), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, NULL), UV_EBUSY);
+  assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+  assert_int_equal(uvchan_stage_start(&st, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  assert_int_equal(uvchan_stage_close(&st, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_start(&st, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, NULL), UV_EBUSY); /* closing */
+  RUN(f);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, NULL), 0); /* closed: fine */
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  RUN(f);
+  (void)v;
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+  uvchan_destroy(&unbuf);
+  uvchan_destroy(&big);
+  uvchan_destroy(&foreign);
+  RUN(f);
+  assert_int_equal(uvchan_ctx_close(&other, NULL), 0);
+  RUN(f);
+}
+
+static void test_errors_job(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t a, b;
+  uvchan_stage_t st;
+  uvchan_stage_opts_t o = {1, UVCHAN_STAGE_ASYNC, NULL, NULL};
+  uvchan_job_t zjob;
+  int v = 1;
+
+  memset(&zjob, 0, sizeof(zjob));
+  assert_int_equal(uvchan_job_emit(NULL, &v), UV_EINVAL);
+  assert_int_equal(uvchan_job_emit(&zjob, &v), UV_EINVAL);
+  assert_int_equal(uvchan_job_done(NULL, 0), UV_EINVAL);
+  assert_int_equal(uvchan_job_done(&zjob, 0), UV_EINVAL);
+  assert_int_equal(uvchan_init(&f->ctx, &a, sizeof(int), 2), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &b, sizeof(int), 2), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, hold_fn, &o), 0);
+  assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+  assert_int_equal(uvchan_try_send(&a, &v), 0);
+  RUN(f);
+  assert_int_equal(uvchan_job_emit(held_job, NULL), UV_EINVAL); /* element size 4 */
+  assert_int_equal(uvchan_close(&b), 0); /* the output, closed under the stage */
+  assert_int_equal(uvchan_job_emit(held_job, &v), UV_EPIPE);    /* not taken; the stage ends */
+  assert_int_equal(uvchan_job_emit(held_job, &v), UV_ECANCELED); /* ended: not taken */
+  assert_int_equal(uvchan_job_done(held_job, 0), 0);
+  assert_int_equal(st.status, UV_EPIPE);
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  RUN(f);
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+  /* a synchronous stage's job has no uvchan_job_done(); a done job takes no more */
+  assert_int_equal(uvchan_init(&f->ctx, &a, sizeof(int), 2), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &b, sizeof(int), 2), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, hold_fn, NULL), 0);
+  assert_int_equal(uvchan_stage_start(&st, NULL), 0);
+  assert_int_equal(uvchan_try_send(&a, &v), 0);
+  RUN(f);
+  assert_int_equal(uvchan_job_done(held_job, 0), UV_EINVAL);
+  assert_int_equal(uvchan_job_emit(held_job, &v), UV_EINVAL); /* its function returned */
+  assert_int_equal(uvchan_stage_close(&st, NULL), 0);
+  RUN(f);
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+}
+
+static void test_errors_merge(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero, other;
+  uvchan_t a, b, out, wide, foreign, zch;
+  uvchan_merge_t m, zm;
+  uvchan_merge_opts_t mo = {1u << 20, NULL};
+  uvchan_t* ins[2] = {&a, &b};
+  uvchan_t* dup[2] = {&a, &a};
+  uvchan_t* self[2] = {&a, &out};
+  uvchan_t* badin[2] = {&a, &zch};
+  uvchan_t* wid[2] = {&a, &wide};
+  uvchan_t* forin[2] = {&a, &foreign};
+
+  memset(&zero, 0, sizeof(zero));
+  memset(&zm, 0, sizeof(zm));
+  memset(&zch, 0, sizeof(zch));
+  assert_int_equal(uvchan_ctx_init(&f->loop, &other), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &a, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &b, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &out, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &wide, sizeof(long double), 1), 0);
+  assert_int_equal(uvchan_init(&other, &foreign, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_merge_init(NULL, &m, ins, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&zero, &m, ins, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, NULL, ins, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, NULL, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 0, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 2, &zch, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 2, &foreign, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, dup, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, self, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, badin, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, wid, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, forin, 2, &out, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 2, &out, &mo), UV_EINVAL);
+  assert_int_equal(uvchan_merge_start(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_start(&zm, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_close(&zm, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 2, &out, NULL), 0);
+  assert_int_equal(uvchan_merge_init(&f->ctx, &m, ins, 2, &out, NULL), UV_EBUSY);
+  assert_int_equal(uvchan_merge_start(&m, NULL), 0);
+  assert_int_equal(uvchan_merge_start(&m, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_close(&m, NULL), 0);
+  assert_int_equal(uvchan_merge_close(&m, NULL), UV_EINVAL);
+  RUN(f);
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+  uvchan_destroy(&out);
+  uvchan_destroy(&wide);
+  uvchan_destroy(&foreign);
+  assert_int_equal(uvchan_ctx_close(&other, NULL), 0);
+  RUN(f);
+}
+
+static void test_errors_broadcast(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero, other;
+  uvchan_t in, foreign, zch;
+  uvchan_broadcast_t bc, zbc;
+  uvchan_sub_t sub, zsub;
+
+  memset(&zero, 0, sizeof(zero));
+  memset(&zbc, 0, sizeof(zbc));
+  memset(&zsub, 0, sizeof(zsub));
+  memset(&zch, 0, sizeof(zch));
+  assert_int_equal(uvchan_ctx_init(&f->loop, &other), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &in, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&other, &foreign, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_broadcast_init(NULL, &bc, &in, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&zero, &bc, &in, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, NULL, &in, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &zch, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &foreign, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_start(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_start(&zbc, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_close(&zbc, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&zbc, &sub, 1, UVCHAN_LAG_BLOCK), UV_EINVAL);
+  assert_int_equal(uvchan_unsubscribe(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_unsubscribe(&zsub), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &in, NULL), 0);
+  assert_int_equal(uvchan_broadcast_init(&f->ctx, &bc, &in, NULL), UV_EBUSY);
+  assert_int_equal(uvchan_subscribe(&bc, NULL, 1, UVCHAN_LAG_BLOCK), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 1, (uvchan_lag)9), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 0, UVCHAN_LAG_DROP_OLDEST), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 0, UVCHAN_LAG_DISCONNECT), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 0, UVCHAN_LAG_BLOCK), 0); /* unbuffered: fine */
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 0, UVCHAN_LAG_BLOCK), UV_EBUSY);
+  assert_int_equal(uvchan_unsubscribe(&sub), 0);
+  assert_int_equal(uvchan_unsubscribe(&sub), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_start(&bc, NULL), 0);
+  assert_int_equal(uvchan_broadcast_start(&bc, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_close(&bc, NULL), 0);
+  assert_int_equal(uvchan_broadcast_close(&bc, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_subscribe(&bc, &sub, 1, UVCHAN_LAG_BLOCK), UV_EPIPE); /* closing */
+  RUN(f);
+  uvchan_destroy(&in);
+  uvchan_destroy(&foreign);
+  assert_int_equal(uvchan_ctx_close(&other, NULL), 0);
+  RUN(f);
+}
+
+static void test_errors_pipeline(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero;
+  uvchan_pipeline_t p, zp;
+  memset(&zero, 0, sizeof(zero));
+  memset(&zp, 0, sizeof(zp));
+  assert_int_equal(uvchan_pipeline_init(NULL, &p), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_init(&zero, &p), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_init(&f->ctx, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_start(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_start(&zp, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_close(NULL, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_close(&zp, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_init(&f->ctx, &p), 0);
+  assert_int_equal(uvchan_pipeline_init(&f->ctx, &p), UV_EBUSY);
+  assert_int_equal(uvchan_pipeline_start(&p, NULL), 0);
+  assert_int_equal(uvchan_pipeline_start(&p, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_close(&p, NULL), 0);
+  assert_int_equal(uvchan_pipeline_close(&p, NULL), UV_EINVAL);
+  RUN(f);
+}
+
+/* Objects of a closing context cannot be made. */
+static void test_errors_pipeline_ctx_closing(void** state) {
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+  uvchan_t a, b;
+  uvchan_stage_t st;
+  uvchan_pipeline_t p;
+  uvchan_broadcast_t bc;
+  uvchan_merge_t m;
+  uvchan_t* ins[1] = {&a};
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(uvchan_ctx_init(&loop, &ctx), 0);
+  assert_int_equal(uvchan_init(&ctx, &a, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_init(&ctx, &b, sizeof(int), 1), 0);
+  /* channels the user forgot are still in the struct: close() refuses while they live, so
+   * destroy them and keep their memory for the calls below */
+  uvchan_destroy(&a);
+  uvchan_destroy(&b);
+  assert_int_equal(uvchan_ctx_close(&ctx, NULL), 0);
+  a.magic_ = b.magic_ = 0x7563686eu; /* pose as live channels of the closing context */
+  assert_int_equal(uvchan_stage_init(&ctx, &st, &a, &b, nop_fn, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_merge_init(&ctx, &m, ins, 1, &b, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_broadcast_init(&ctx, &bc, &a, NULL), UV_EINVAL);
+  assert_int_equal(uvchan_pipeline_init(&ctx, &p), UV_EINVAL);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_errors_ctx),
@@ -330,6 +619,12 @@ int main(void) {
       TEST(test_errors_wg_count_limits),
       cmocka_unit_test(test_errors_wg_after_ctx_closed_and_freed),
       TEST(test_errors_new_calls),
+      TEST(test_errors_stage),
+      TEST(test_errors_job),
+      TEST(test_errors_merge),
+      TEST(test_errors_broadcast),
+      TEST(test_errors_pipeline),
+      cmocka_unit_test(test_errors_pipeline_ctx_closing),
   };
   return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }

@@ -344,6 +344,10 @@ static void sleeper(void* arg) {
   woke = 1;
 }
 
+/* libuv up to 1.44 runs timers at the start of an iteration, before the check phase that
+ * delivers: a task woken by a deadline runs in that same iteration. From 1.45 timers run at the
+ * end of the iteration, after the check phase: the task runs at the start of the next uv_run,
+ * before its poll (so it never waits for I/O first). */
 static void test_nowait_runs_woken_task_in_same_iteration(void** state) {
   fixture_t* f = FX(state);
   int iterations = 0;
@@ -352,10 +356,10 @@ static void test_nowait_runs_woken_task_in_same_iteration(void** state) {
   uv_run(&f->loop, UV_RUN_NOWAIT); /* the task starts and sleeps */
   while (!woke) {
     uv_sleep(2);
-    uv_run(&f->loop, UV_RUN_NOWAIT); /* the deadline fires and the task runs in this same one */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
     iterations++;
   }
-  assert_int_equal(iterations, 1);
+  assert_int_equal(iterations, uv_version() < 0x012d00 ? 1 : 2);
 }
 
 typedef struct {

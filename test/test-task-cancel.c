@@ -227,12 +227,15 @@ static void on_timer(uv_timer_t* t) {
 }
 
 /* A task whose operations always complete at once (it sends to and receives from its own
- * buffered channel) must not keep a due timer from firing. */
+ * buffered channel) must not keep a due timer from firing. The task starts the timer itself, so
+ * that the timer cannot fire before the task spins (under valgrind a millisecond is short). */
 static long spins;
+static uv_timer_t coop_timer;
 static void spinner(void* arg) {
   uvchan_t* ch = arg;
   int v = 1;
   spins = 0;
+  assert_int_equal(uv_timer_start(&coop_timer, on_timer, 1, 0), 0);
   while (!timer_fired) {
     assert_int_equal(uvchan_task_send(ch, &v), 0);
     assert_int_equal(uvchan_task_recv(ch, &v), 0);
@@ -243,16 +246,14 @@ static void spinner(void* arg) {
 static void test_task_coop_budget_lets_timers_run(void** state) {
   fixture_t* f = FX(state);
   uvchan_t ch;
-  uv_timer_t timer;
   timer_fired = 0;
   assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
-  assert_int_equal(uv_timer_init(&f->loop, &timer), 0);
-  assert_int_equal(uv_timer_start(&timer, on_timer, 1, 0), 0);
+  assert_int_equal(uv_timer_init(&f->loop, &coop_timer), 0);
   assert_int_equal(uvchan_task_spawn(&f->ctx, spinner, &ch, NULL), 0);
   RUN(f); /* without the budget this never returns */
   assert_int_equal(timer_fired, 1);
   assert_true(spins > 0);
-  uv_close((uv_handle_t*)&timer, NULL);
+  uv_close((uv_handle_t*)&coop_timer, NULL);
   RUN(f);
   assert_int_equal(uvchan_destroy(&ch), 0);
 }

@@ -1,4 +1,5 @@
-/* uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
+/** @file
+ * uvchan/chan.h: contexts, channels, requests, select, wait groups, timer channels, tracing and
  * the deadlock report. Include <uvchan.h>, which includes this. */
 #ifndef UVCHAN_CHAN_H
 #define UVCHAN_CHAN_H
@@ -29,6 +30,10 @@ struct uvchan_ctx_s {
   uv_check_t check_;
   uv_idle_t idle_;
   uv_timer_t timer_;
+  uv_async_t async_; /* wakes the loop when another thread completed a request (thread.c) */
+  uv_mutex_t inbox_lock_;
+  uvchan_req_t* inbox_; /* requests other threads completed, for this thread to deliver */
+  int spinning_;        /* the loop polls the inbox without sleeping: no uv_async_send needed */
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
   const void* gate_;   /* thread_, unless start calls must take the slow path (UVCHAN__GATE) */
@@ -49,6 +54,7 @@ struct uvchan_ctx_s {
   size_t nchans_;
   size_t ntasks_;
   size_t nres_;
+  size_t nxwait_;   /* requests waiting on shared channels: they keep the loop alive */
   size_t nclosing_; /* closes of uvchan objects under way (their libuv handles close) */
   size_t nwaiting_; /* requests parked outside channels: wait groups, sleeps */
   uvchan_trace_cb trace_cb_;
@@ -115,6 +121,7 @@ UVCHAN_EXTERN int uvchan_ctx_seed(uvchan_ctx_t* ctx, uint64_t seed);
 /* ------------------------------------------------------------------------------------------ */
 /* Tracing                                                                                     */
 
+/** What a trace event reports. */
 typedef enum {
   UVCHAN_TRACE_WAIT = 1,  /**< `req` now waits on `chan` */
   UVCHAN_TRACE_HANDSHAKE, /**< `req` met the waiting `peer`: the value went straight across */
@@ -129,12 +136,12 @@ typedef enum {
  * waiting request it completed (NULL if none). For requests made by tasks, uvchan_req_task()
  * names the task. `value` points at the element that moved (NULL if none). */
 struct uvchan_trace_s {
-  uvchan_trace_kind kind;
-  uvchan_op op;
-  uvchan_t* chan;
-  uvchan_req_t* req;
-  uvchan_req_t* peer;
-  const void* value;
+  uvchan_trace_kind kind; /**< what happened */
+  uvchan_op op;           /**< the direction of `req` (0 for a close) */
+  uvchan_t* chan;         /**< the channel */
+  uvchan_req_t* req;      /**< the request that acted, or NULL */
+  uvchan_req_t* peer;     /**< the waiting request it completed, or NULL */
+  const void* value;      /**< the element that moved, or NULL */
   size_t len; /**< the channel's buffered count after the event */
 };
 
@@ -198,6 +205,9 @@ struct uvchan_s {
   const char* name_;
   uint64_t dropped_;
   uint64_t id_; /* never reused: a permit names the channel it holds a slot of */
+  uvchan_t* core_;  /* a shared channel's end: the channel holding the state (maybe itself) */
+  void* lock_;      /* a shared channel's core: its uv_mutex_t */
+  size_t refs_;     /* a shared channel's core: how many ends use it (itself included) */
   uint32_t magic_;
   unsigned flags_;
   unsigned overflow_;
@@ -264,6 +274,9 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
 /* ------------------------------------------------------------------------------------------ */
 /* Requests                                                                                    */
 
+/** The fields every request struct starts with. The user's: `data` (user data, untouched), `type`
+ * (read-only) and `status` (read-only: the result, the same as the callback's); the rest are
+ * private. */
 #define UVCHAN_REQ_FIELDS                                                           \
   void* data;           /**< user data, untouched */                                  \
   uvchan_req_type type; /**< read-only */                                             \
@@ -277,7 +290,8 @@ UVCHAN_EXTERN size_t uvchan_waiting_receivers(const uvchan_t* ch);
   struct uvchan__tmnode_s tm_;                                                      \
   struct uvchan__waiter_s w_;
 
-/* The fields every request starts with; any request may be cast to it (for uvchan_cancel()). */
+/** The fields every request starts with (UVCHAN_REQ_FIELDS); any request may be cast to it (for
+ * uvchan_cancel()). */
 struct uvchan_req_s {
   UVCHAN_REQ_FIELDS
 };
@@ -350,7 +364,9 @@ struct uvchan_case_s {
   struct uvchan__waiter_s w_;
 };
 
+/** A case sending the element at `ptr` on `ch`. */
 #define UVCHAN_CASE_SEND(ch, ptr) {(ch), UVCHAN_OP_SEND, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
+/** A case receiving from `ch` into `ptr`. */
 #define UVCHAN_CASE_RECV(ch, ptr) {(ch), UVCHAN_OP_RECV, (void*)(ptr), {{0, 0}, 0, 0, 0, 0, 0}}
 
 /** A select over an array of cases. */
@@ -360,6 +376,8 @@ struct uvchan_select_s {
   /* private */
   uvchan_case_t* cases_;
   unsigned ncases_;
+  int claim_;          /* with a case on a shared channel: 1 once a party completed it */
+  unsigned char xsel_; /* it has a case on a shared channel */
 };
 
 /** Waits until exactly one of the `n` cases can complete, completes it, and withdraws the others
@@ -433,6 +451,7 @@ UVCHAN_EXTERN int uvchan_release(uvchan_permit_t* permit);
 /** 1 while `permit` holds a slot, else 0. */
 UVCHAN_EXTERN int uvchan_permit_held(const uvchan_permit_t* permit);
 
+/** A select case reserving a slot of `ch` into the uvchan_permit_t at `permit`. */
 #define UVCHAN_CASE_RESERVE(ch, permit) \
   {(ch), UVCHAN_OP_RESERVE, (void*)(permit), {{0, 0}, 0, 0, 0, 0, 0}}
 

@@ -1,4 +1,5 @@
-/* uvchan/task.h: tasks, coroutines on the loop that block in channel operations as goroutines do.
+/** @file
+ * uvchan/task.h: tasks, coroutines on the loop that block in channel operations as goroutines do.
  * Include <uvchan.h>, which includes this. */
 #ifndef UVCHAN_TASK_H
 #define UVCHAN_TASK_H

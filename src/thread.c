@@ -1,0 +1,611 @@
+/* Shared channels: one channel used from several threads, each loop through an end of its own.
+ *
+ * The state (ring, queues, closed flag) lives in the first end, the core; every end points at
+ * it, and its lock guards it. The matching is the engine's own (uvchan__send_x/_recv_x with
+ * `shared` set), run under the core's lock, so semantics cannot drift between local and shared
+ * channels. What differs is waking: a waiter may belong to another thread. uvchan__wake_shared
+ * completes it in place when it is the calling thread's own, signals it when it is a thread
+ * without a loop (uvchan_thread_send/_recv), and otherwise hands it to its context's inbox and
+ * wakes that loop with uv_async_send(); the loop delivers its inbox from the async callback,
+ * everything at once, since wake-ups coalesce.
+ *
+ * Rules that keep this deadlock-free and race-free:
+ *   - A request's own fields (state_, the deadline heap, its context's queues) are only touched
+ *     by its owner's thread. Another thread that matches it only unlinks its waiter (under the
+ *     core's lock, which guards that link) and sets its status, then publishes it through the
+ *     inbox's lock. The owner finishes the rest (deadline, counting) when it drains the inbox.
+ *   - A thread holds at most one core lock at a time, except a select that locks all the cores
+ *     of its cases, in address order (as Go's sellock), to poll and enqueue atomically. The
+ *     inbox lock is taken under a core lock, never the other way round.
+ *   - A select with a case on a shared channel (xsel_) may be matched by several threads at
+ *     once, each holding a different lock: the first to exchange its claim_ from 0 to 1 wins (Go's
+ *     selectDone); the others unlink the loser waiter they hold and move on. The winner leaves the
+ *     select's other cases where they are: its owner withdraws them when it delivers the
+ *     completion (uvchan__req_finish), taking each core's lock then.
+ *   - A waiting request of another thread keeps its context alive: its context counts it
+ *     (nxwait_) and refs its async handle meanwhile, so its loop waits for the other thread. */
+#include "uvchan-internal.h"
+
+#include <stdlib.h>
+
+static uv_mutex_t* uvchan__lock(uvchan_t* core) {
+  return (uv_mutex_t*)core->lock_;
+}
+
+/* ---- claims and the owner's finishing touches ---- */
+
+static int uvchan__claim(uvchan_select_t* sel) {
+  int expected = 0;
+  return __atomic_compare_exchange_n(&sel->claim_, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE);
+}
+
+int uvchan__claim_waiter(struct uvchan__waiter_s* w) {
+  if (!uvchan__is_xsel(w) || uvchan__claim((uvchan_select_t*)w->req))
+    return 1;
+  uvchan__list_remove(&w->link); /* its select was completed elsewhere */
+  return 0;
+}
+
+struct uvchan__waiter_s* uvchan__claim_first(struct uvchan__link_s* q) {
+  struct uvchan__waiter_s* w;
+  while (!uvchan__list_empty(q)) {
+    w = uvchan__first_waiter(q);
+    if (uvchan__claim_waiter(w))
+      return w;
+  }
+  return NULL;
+}
+
+static void uvchan__xwait_begin(uvchan_ctx_t* ctx, uvchan_req_t* req) {
+  req->state_ |= UVCHAN__REQ_WAITING | UVCHAN__REQ_SHWAIT;
+  if (ctx->nxwait_++ == 0)
+    uv_ref((uv_handle_t*)&ctx->async_);
+}
+
+void uvchan__xsel_complete(uvchan_select_t* sel, int status) {
+  uvchan_req_t* req = (uvchan_req_t*)sel;
+  if (req->state_ & UVCHAN__REQ_DEADLINE)
+    uvchan__deadline_remove(req);
+  req->state_ |= UVCHAN__REQ_FINISH;
+  uvchan__complete(req, status);
+}
+
+/* Unlinks a waiter of a case, taking its core's lock when the case is on a shared channel. */
+static void uvchan__unlink_case(struct uvchan__waiter_s* w) {
+  uvchan_t* core;
+  if (w->link.next == NULL)
+    return;
+  if (!(w->chan->flags_ & UVCHAN__CHAN_SHARED)) {
+    uvchan__list_remove(&w->link);
+    return;
+  }
+  core = w->chan->core_;
+  uv_mutex_lock(uvchan__lock(core));
+  if (w->link.next != NULL)
+    uvchan__list_remove(&w->link);
+  uv_mutex_unlock(uvchan__lock(core));
+}
+
+void uvchan__req_finish(uvchan_req_t* req) {
+  uvchan_select_t* sel;
+  uvchan_ctx_t* ctx = req->ctx_;
+  unsigned i;
+
+  if (req->type == UVCHAN_REQ_SELECT) {
+    sel = (uvchan_select_t*)req;
+    for (i = 0; i < sel->ncases_; i++)
+      if (sel->cases_[i].chan != NULL)
+        uvchan__unlink_case(&sel->cases_[i].w_);
+  }
+  if ((req->state_ & UVCHAN__REQ_SHWAIT) && --ctx->nxwait_ == 0)
+    uv_unref((uv_handle_t*)&ctx->async_);
+}
+
+/* ---- waking ---- */
+
+/* A thread without a loop waiting in uvchan_thread_send/_recv. */
+typedef struct {
+  uvchan_req_t req;
+  uv_mutex_t m;
+  uv_cond_t c;
+  int done;
+} uvchan__fwait_t;
+
+static void uvchan__fwake(uvchan_req_t* req, int status) {
+  uvchan__fwait_t* fw = UVCHAN__CONTAINER_OF(req, uvchan__fwait_t, req);
+  uv_mutex_lock(&fw->m);
+  req->status = status;
+  fw->done = 1;
+  uv_cond_signal(&fw->c);
+  uv_mutex_unlock(&fw->m);
+}
+
+static void uvchan__inbox_push(uvchan_ctx_t* ctx, uvchan_req_t* req) {
+  uv_mutex_lock(&ctx->inbox_lock_);
+  req->qnext_ = ctx->inbox_;
+  ctx->inbox_ = req;
+  uv_mutex_unlock(&ctx->inbox_lock_);
+  if (!__atomic_load_n(&ctx->spinning_, __ATOMIC_SEQ_CST))
+    uv_async_send(&ctx->async_);
+}
+
+void uvchan__wake_shared(struct uvchan__waiter_s* w, int status, uvchan_ctx_t* here) {
+  uvchan_req_t* req = w->req;
+
+  uvchan__list_remove(&w->link);
+  if (req->type == UVCHAN_REQ_SELECT)
+    ((uvchan_select_t*)req)->index = (int)w->index;
+  if (req->ctx_ == NULL) {
+    uvchan__fwake(req, status);
+  } else if (req->ctx_ == here) {
+    if (req->state_ & UVCHAN__REQ_DEADLINE)
+      uvchan__deadline_remove(req);
+    req->state_ |= UVCHAN__REQ_FINISH;
+    uvchan__complete(req, status);
+  } else {
+    req->status = status;
+    uvchan__inbox_push(req->ctx_, req);
+  }
+}
+
+/* Delivers what other threads completed for this context, oldest first. */
+void uvchan__inbox_drain(uvchan_ctx_t* ctx) {
+  uvchan_req_t* list;
+  uvchan_req_t* prev = NULL;
+  uvchan_req_t* next;
+
+  uv_mutex_lock(&ctx->inbox_lock_);
+  list = ctx->inbox_;
+  ctx->inbox_ = NULL;
+  uv_mutex_unlock(&ctx->inbox_lock_);
+  while (list != NULL) { /* pushed newest first */
+    next = list->qnext_;
+    list->qnext_ = prev;
+    prev = list;
+    list = next;
+  }
+  for (list = prev; list != NULL; list = next) {
+    next = list->qnext_;
+    if (list->state_ & UVCHAN__REQ_DEADLINE)
+      uvchan__deadline_remove(list);
+    list->state_ |= UVCHAN__REQ_FINISH;
+    uvchan__complete(list, list->status);
+  }
+}
+
+/* ---- cancel and deadline of a request waiting on a shared channel (its owner's thread) ---- */
+
+int uvchan__x_abort(uvchan_req_t* req, int status) {
+  uvchan_t* core;
+  int linked;
+
+  if (req->type == UVCHAN_REQ_SELECT) {
+    if (!uvchan__claim((uvchan_select_t*)req)) {
+      if (req->state_ & UVCHAN__REQ_DEADLINE)
+        uvchan__deadline_remove(req);
+      return UV_EBUSY; /* another thread completed it: its outcome is on its way */
+    }
+    ((uvchan_select_t*)req)->index = -1;
+    uvchan__xsel_complete((uvchan_select_t*)req, status);
+    return 0;
+  }
+  core = req->w_.chan->core_;
+  uv_mutex_lock(uvchan__lock(core));
+  linked = req->w_.link.next != NULL;
+  if (linked)
+    uvchan__list_remove(&req->w_.link);
+  uv_mutex_unlock(uvchan__lock(core));
+  if (req->state_ & UVCHAN__REQ_DEADLINE)
+    uvchan__deadline_remove(req);
+  if (!linked)
+    return UV_EBUSY;
+  req->state_ |= UVCHAN__REQ_FINISH;
+  uvchan__complete(req, status);
+  return 0;
+}
+
+/* ---- ends ---- */
+
+static void uvchan__end_link(uvchan_ctx_t* ctx, uvchan_t* end) {
+  uvchan__list_init(&end->sendq_);
+  uvchan__list_init(&end->recvq_);
+  uvchan__list_push(&ctx->chans_, &end->link_);
+  ctx->nchans_++;
+  end->magic_ = UVCHAN__XCHAN_MAGIC;
+}
+
+int uvchan_init_shared(uvchan_ctx_t* ctx, uvchan_t* ch, size_t elem_size, size_t capacity) {
+  uv_mutex_t* lock;
+  int err;
+
+  lock = malloc(sizeof(*lock));
+  if (lock == NULL)
+    return UV_ENOMEM;
+  if (uv_mutex_init(lock) != 0) {
+    free(lock);
+    return UV_ENOMEM;
+  }
+  err = uvchan_init(ctx, ch, elem_size, capacity);
+  if (err != 0) {
+    uv_mutex_destroy(lock);
+    free(lock);
+    return err;
+  }
+  ch->flags_ |= UVCHAN__CHAN_SHARED;
+  ch->core_ = ch;
+  ch->lock_ = lock;
+  ch->refs_ = 1;
+  ch->magic_ = UVCHAN__XCHAN_MAGIC;
+  return 0;
+}
+
+int uvchan_attach(uvchan_ctx_t* ctx, uvchan_t* end, uvchan_t* shared) {
+  uvchan_t* core;
+  int err;
+
+  if (!uvchan__ctx_ok(ctx) || end == NULL || !uvchan__chan_shared(shared) ||
+      (ctx->flags_ & UVCHAN__CTX_CLOSING))
+    return UV_EINVAL;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
+  if (UVCHAN__MAGIC_IS(end, UVCHAN__CHAN_MAGIC) || end->magic_ == UVCHAN__XCHAN_MAGIC)
+    return UV_EBUSY;
+  core = shared->core_;
+  memset(end, 0, sizeof(*end));
+  end->ctx_ = ctx;
+  end->core_ = core;
+  end->elem_size_ = core->elem_size_;
+  end->ring_ = end->cap_ = core->ring_;
+  end->id_ = core->id_;
+  end->flags_ = UVCHAN__CHAN_SHARED;
+  uv_mutex_lock(uvchan__lock(core));
+  core->refs_++;
+  uv_mutex_unlock(uvchan__lock(core));
+  uvchan__end_link(ctx, end);
+  return 0;
+}
+
+int uvchan_is_shared(const uvchan_t* ch) {
+  return uvchan__chan_shared(ch);
+}
+
+void uvchan__x_locked(const uvchan_t* end, void (*fn)(uvchan_t* core, void* arg), void* arg) {
+  uvchan_t* core = end->core_;
+  uv_mutex_lock(uvchan__lock(core));
+  fn(core, arg);
+  uv_mutex_unlock(uvchan__lock(core));
+}
+
+/* Ends every waiter of queue `q` that was started on `end` with `status`: its own context's
+ * requests, and threads without a loop that waited through it. */
+static void uvchan__fail_end_waiters(uvchan_t* end, struct uvchan__link_s* q, int status) {
+  struct uvchan__link_s* l = q->next;
+  struct uvchan__link_s* next;
+  struct uvchan__waiter_s* w;
+
+  for (; l != q; l = next) {
+    next = l->next;
+    w = (struct uvchan__waiter_s*)l;
+    if (w->chan != end)
+      continue;
+    if (uvchan__is_xsel(w) && !uvchan__claim((uvchan_select_t*)w->req)) {
+      uvchan__list_remove(&w->link); /* completed elsewhere */
+      continue;
+    }
+    uvchan__wake_shared(w, status, end->ctx_);
+  }
+}
+
+/* Destroys an end (uvchan_destroy() on a shared channel): requests started on it get
+ * UV_ECANCELED. Returns 0 when the end is gone; 1 when it was the core's last end, now an
+ * ordinary channel for uvchan_destroy() to tear down; UV_EBUSY for a core other ends still use. */
+int uvchan__x_destroy(uvchan_t* end) {
+  uvchan_t* core = end->core_;
+
+  uv_mutex_lock(uvchan__lock(core));
+  if (end == core && core->refs_ > 1) {
+    uv_mutex_unlock(uvchan__lock(core));
+    return UV_EBUSY;
+  }
+  uvchan__fail_end_waiters(end, &core->recvq_, UV_ECANCELED);
+  uvchan__fail_end_waiters(end, &core->sendq_, UV_ECANCELED);
+  if (end != core) {
+    core->refs_--;
+    uv_mutex_unlock(uvchan__lock(core));
+    uvchan__list_remove(&end->link_);
+    end->ctx_->nchans_--;
+    end->magic_ = 0;
+    return 0;
+  }
+  uv_mutex_unlock(uvchan__lock(core));
+  /* The last end: no other thread can reach the core any more. */
+  uv_mutex_destroy(uvchan__lock(core));
+  free(core->lock_);
+  core->lock_ = NULL;
+  core->flags_ &= ~UVCHAN__CHAN_SHARED;
+  return 1;
+}
+
+/* ---- operations on an end ---- */
+
+/* Links `req`'s waiter `w` into the core's queue for `op`; the caller holds the core's lock and
+ * is `req`'s owner. The waiter names the end, so that destroying an end finds its requests. */
+static void uvchan__x_wait(uvchan_t* end, struct uvchan__waiter_s* w, uvchan_req_t* req,
+                           void* value, unsigned op, unsigned index) {
+  uvchan_t* core = end->core_;
+  w->req = req;
+  w->chan = end;
+  w->value = value;
+  w->op = op;
+  w->index = index;
+  uvchan__list_push((op & ~UVCHAN__OP_XSEL) == UVCHAN_OP_RECV ? &core->recvq_ : &core->sendq_,
+                    &w->link);
+}
+
+int uvchan__x_start(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
+                    uint64_t timeout, int has_deadline) {
+  uvchan_t* core = end->core_;
+  uvchan_ctx_t* ctx = end->ctx_;
+  int status;
+
+  uv_mutex_lock(uvchan__lock(core));
+  status = op == UVCHAN_OP_SEND ? uvchan__send_x(core, value, req, 1, ctx)
+                                : uvchan__recv_x(core, value, req, 1, ctx);
+  if (status == UVCHAN__MUST_WAIT) {
+    uvchan__x_wait(end, &req->w_, req, value, op, 0);
+    uvchan__xwait_begin(ctx, req);
+    if (has_deadline)
+      uvchan__deadline_add(req, timeout);
+  }
+  uv_mutex_unlock(uvchan__lock(core));
+  return status;
+}
+
+int uvchan__x_try(uvchan_t* end, void* value, unsigned op) {
+  uvchan_t* core = end->core_;
+  int status;
+  uv_mutex_lock(uvchan__lock(core));
+  status = op == UVCHAN_OP_SEND ? uvchan__send_x(core, value, NULL, 1, NULL)
+                                : uvchan__recv_x(core, value, NULL, 1, NULL);
+  uv_mutex_unlock(uvchan__lock(core));
+  return status;
+}
+
+/* Fails every waiter of a shared core's queue (close: receivers UV_EOF with the zero value,
+ * senders UV_EPIPE), whoever owns it. */
+static void uvchan__x_fail_queue(uvchan_t* core, struct uvchan__link_s* q, int status) {
+  struct uvchan__waiter_s* w;
+  while ((w = uvchan__claim_first(q)) != NULL) {
+    if (status == UV_EOF && w->value != NULL)
+      memset(w->value, 0, core->elem_size_);
+    uvchan__wake_shared(w, status, NULL);
+  }
+}
+
+int uvchan__x_close(uvchan_t* end) {
+  uvchan_t* core = end->core_;
+  int err = 0;
+  uv_mutex_lock(uvchan__lock(core));
+  if (core->flags_ & UVCHAN__CHAN_CLOSED) {
+    err = UV_EPIPE;
+  } else {
+    core->flags_ |= UVCHAN__CHAN_CLOSED;
+    uvchan__x_fail_queue(core, &core->recvq_, UV_EOF);
+    uvchan__x_fail_queue(core, &core->sendq_, UV_EPIPE);
+  }
+  uv_mutex_unlock(uvchan__lock(core));
+  return err;
+}
+
+/* A shutdown of `end`'s context cancels the callback requests it started on `end`. */
+void uvchan__x_cancel_end(uvchan_t* end) {
+  uvchan_t* core = end->core_;
+  uv_mutex_lock(uvchan__lock(core));
+  uvchan__fail_end_waiters(end, &core->recvq_, UV_ECANCELED);
+  uvchan__fail_end_waiters(end, &core->sendq_, UV_ECANCELED);
+  uv_mutex_unlock(uvchan__lock(core));
+}
+
+/* A task's send or receive on an end, parking when it must wait. */
+int uvchan__x_task_op(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
+                      uint64_t timeout, int has_deadline) {
+  uvchan_t* core = end->core_;
+  uvchan_ctx_t* ctx = end->ctx_;
+  int status;
+
+  uv_mutex_lock(uvchan__lock(core));
+  status = op == UVCHAN_OP_SEND ? uvchan__send_x(core, value, req, 1, ctx)
+                                : uvchan__recv_x(core, value, req, 1, ctx);
+  if (status == UVCHAN__MUST_WAIT) {
+    req->type = op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
+    req->magic_ = UVCHAN__REQ_MAGIC;
+    uvchan__x_wait(end, &req->w_, req, value, op, 0);
+    uvchan__xwait_begin(ctx, req);
+    if (has_deadline)
+      uvchan__deadline_add(req, timeout);
+  }
+  /* Unlocked before the task parks: another thread may complete the request at once, but only
+   * this thread's loop delivers it, after the park. */
+  uv_mutex_unlock(uvchan__lock(core));
+  return status;
+}
+
+/* ---- select over shared channels ---- */
+
+/* Locks (or unlocks) the distinct cores of the shared cases, in address order (Go's sellock):
+ * two selects that lock the same cores can never wait for each other. */
+static int uvchan__core_cmp(const void* a, const void* b) {
+  uintptr_t x = (uintptr_t)*(uvchan_t* const*)a, y = (uintptr_t)*(uvchan_t* const*)b;
+  return x < y ? -1 : x > y;
+}
+
+int uvchan__sel_lock(uvchan_case_t* cases, unsigned n, uvchan_t*** cores_out,
+                     uvchan_t** small, unsigned nsmall) {
+  uvchan_t** cores = small;
+  unsigned i, k = 0, d = 0;
+
+  for (i = 0; i < n; i++)
+    if (cases[i].chan != NULL && (cases[i].chan->flags_ & UVCHAN__CHAN_SHARED))
+      k++;
+  if (k > nsmall && (cores = malloc(k * sizeof(*cores))) == NULL)
+    return UV_ENOMEM;
+  for (i = 0, k = 0; i < n; i++)
+    if (cases[i].chan != NULL && (cases[i].chan->flags_ & UVCHAN__CHAN_SHARED))
+      cores[k++] = cases[i].chan->core_;
+  qsort(cores, k, sizeof(*cores), uvchan__core_cmp);
+  for (i = 0; i < k; i++)
+    if (d == 0 || cores[d - 1] != cores[i])
+      cores[d++] = cores[i];
+  for (i = 0; i < d; i++)
+    uv_mutex_lock(uvchan__lock(cores[i]));
+  *cores_out = cores;
+  return (int)d;
+}
+
+void uvchan__sel_unlock(uvchan_t** cores, int d, uvchan_t** small) {
+  int i;
+  for (i = d - 1; i >= 0; i--)
+    uv_mutex_unlock(uvchan__lock(cores[i]));
+  if (cores != small)
+    free(cores);
+}
+
+/* Links a select's case on an end into its core (the select holds every core's lock). */
+void uvchan__x_case_wait(uvchan_select_t* sel, unsigned i) {
+  uvchan_case_t* c = &sel->cases_[i];
+  uvchan__x_wait(c->chan, &c->w_, (uvchan_req_t*)sel, c->value, c->op | UVCHAN__OP_XSEL, i);
+}
+
+/* A select with a shared case starts waiting: it can now be claimed by any thread. */
+void uvchan__xsel_waits(uvchan_select_t* sel) {
+  uvchan__xwait_begin(sel->ctx_, (uvchan_req_t*)sel);
+}
+
+/* ---- threads without a loop ---- */
+
+static int uvchan__thread_op(uvchan_t* end, void* value, unsigned op, uint64_t timeout,
+                             int has_deadline) {
+  uvchan_t* core;
+  uvchan__fwait_t fw;
+  int status, linked;
+  uint64_t due = 0;
+
+  if (!uvchan__chan_shared(end) || (op == UVCHAN_OP_SEND && value == NULL && end->elem_size_ != 0))
+    return UV_EINVAL;
+  core = end->core_;
+  uv_mutex_lock(uvchan__lock(core));
+  status = op == UVCHAN_OP_SEND ? uvchan__send_x(core, value, NULL, 1, NULL)
+                                : uvchan__recv_x(core, value, NULL, 1, NULL);
+  if (status != UVCHAN__MUST_WAIT) {
+    uv_mutex_unlock(uvchan__lock(core));
+    return status;
+  }
+  if (has_deadline && timeout == 0) { /* nothing to wait for: a try */
+    uv_mutex_unlock(uvchan__lock(core));
+    return UV_ETIMEDOUT;
+  }
+  memset(&fw, 0, sizeof(fw));
+  if (uv_mutex_init(&fw.m) != 0 || uv_cond_init(&fw.c) != 0) {
+    uv_mutex_unlock(uvchan__lock(core));
+    return UV_ENOMEM;
+  }
+  fw.req.type = op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
+  fw.req.ctx_ = NULL; /* wakes go to uvchan__fwake() */
+  uvchan__x_wait(end, &fw.req.w_, &fw.req, value, op, 0);
+  uv_mutex_unlock(uvchan__lock(core));
+
+  if (has_deadline)
+    due = uv_hrtime() + (timeout > UINT64_MAX / 1000000 ? UINT64_MAX / 2 : timeout * 1000000);
+  uv_mutex_lock(&fw.m);
+  while (!fw.done) {
+    if (!has_deadline) {
+      uv_cond_wait(&fw.c, &fw.m);
+    } else {
+      uint64_t now = uv_hrtime();
+      if (now >= due || uv_cond_timedwait(&fw.c, &fw.m, due - now) == UV_ETIMEDOUT) {
+        if (fw.done)
+          break;
+        /* Withdraw, unless a match is being made right now: then wait for it. */
+        uv_mutex_unlock(&fw.m);
+        uv_mutex_lock(uvchan__lock(core));
+        linked = fw.req.w_.link.next != NULL;
+        if (linked)
+          uvchan__list_remove(&fw.req.w_.link);
+        uv_mutex_unlock(uvchan__lock(core));
+        uv_mutex_lock(&fw.m);
+        if (linked) {
+          fw.done = 1;
+          fw.req.status = UV_ETIMEDOUT;
+        }
+      }
+    }
+  }
+  status = fw.req.status;
+  uv_mutex_unlock(&fw.m);
+  uv_cond_destroy(&fw.c);
+  uv_mutex_destroy(&fw.m);
+  return status;
+}
+
+int uvchan_thread_send(uvchan_t* ch, const void* value) {
+  return uvchan__thread_op(ch, (void*)value, UVCHAN_OP_SEND, 0, 0);
+}
+
+int uvchan_thread_send_timeout(uvchan_t* ch, const void* value, uint64_t timeout) {
+  return uvchan__thread_op(ch, (void*)value, UVCHAN_OP_SEND, timeout, 1);
+}
+
+int uvchan_thread_recv(uvchan_t* ch, void* value) {
+  return uvchan__thread_op(ch, value, UVCHAN_OP_RECV, 0, 0);
+}
+
+int uvchan_thread_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout) {
+  return uvchan__thread_op(ch, value, UVCHAN_OP_RECV, timeout, 1);
+}
+
+/* ---- the deadlock report ---- */
+
+size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg) {
+  uvchan_t* core = end->core_;
+  struct uvchan__link_s* queues[2];
+  struct uvchan__link_s* l;
+  struct uvchan__waiter_s* w;
+  uvchan_select_t* sel;
+  uvchan_waiting_t info;
+  size_t n = 0;
+  unsigned i, q;
+
+  queues[0] = &core->sendq_;
+  queues[1] = &core->recvq_;
+  uv_mutex_lock(uvchan__lock(core));
+  for (q = 0; q < 2; q++) {
+    for (l = queues[q]->next; l != queues[q]; l = l->next) {
+      w = (struct uvchan__waiter_s*)l;
+      if (w->chan != end || w->req->ctx_ != end->ctx_)
+        continue; /* another end's, or a thread without a loop */
+      info.req = w->req;
+      info.task = uvchan__req_task(w->req);
+      info.type = w->req->type;
+      info.chan = end;
+      info.op = (uvchan_op)UVCHAN__OP(w);
+      info.cases = NULL;
+      info.ncases = 0;
+      if (w->req->type == UVCHAN_REQ_SELECT) {
+        /* once per select: at its first case on this end */
+        sel = (uvchan_select_t*)w->req;
+        for (i = 0; sel->cases_[i].chan != end; i++)
+          ;
+        if (i != w->index)
+          continue;
+        info.cases = sel->cases_;
+        info.ncases = sel->ncases_;
+      }
+      if (cb != NULL)
+        cb(&info, arg);
+      n++;
+    }
+  }
+  uv_mutex_unlock(uvchan__lock(core));
+  return n;
+}
