@@ -1,4 +1,5 @@
-/* uvchan/net.h: network services from tasks, Go's net on libuv: read, write, shutdown and close
+/** @file
+ * uvchan/net.h: network services from tasks, Go's net on libuv: read, write, shutdown and close
  * any uv_stream_t (TCP, pipe, TTY), connect, listen, accept and resolve names, each blocking the
  * task, never the loop, with deadlines. Include <uvchan.h>, which includes this. */
 #ifndef UVCHAN_NET_H
