@@ -203,10 +203,12 @@ static void uvchan__st_fail_waiters(uvchan__netst_t* st) {
 }
 
 /* The context shuts down, after its last task ended: nothing waits any more. The handle is the
- * application's and stays open; chunks libuv still holds keep the state until their callbacks. */
+ * application's and stays open; chunks libuv still holds keep the state until their callbacks.
+ * The handle itself is not touched here, nor in uvchan__net_ctx_release(): the application may
+ * have closed and freed it without uvchan knowing. If libuv still reads it for uvchan, the read
+ * callback finds no state and stops reading. */
 static void uvchan__st_shutdown(struct uvchan__res_s* res) {
   uvchan__netst_t* st = UVCHAN__CONTAINER_OF(res, uvchan__netst_t, res);
-  uvchan__st_stop_reading(st);
   if (st->inflight == 0 || (st->flags & UVCHAN__NET_CLOSING)) {
     uvchan__st_free(st);
     return;
@@ -226,10 +228,8 @@ void uvchan__net_ctx_release(uvchan_ctx_t* ctx) {
     if (((struct uvchan__res_s*)l)->shutdown != uvchan__st_shutdown)
       continue;
     st = UVCHAN__CONTAINER_OF(l, uvchan__netst_t, res);
-    if (st->inflight == 0 && !(st->flags & UVCHAN__NET_CLOSING)) {
-      uvchan__st_stop_reading(st);
+    if (st->inflight == 0 && !(st->flags & UVCHAN__NET_CLOSING))
       uvchan__st_free(st);
-    }
   }
 }
 
@@ -309,7 +309,7 @@ static void uvchan__on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
   uvchan__netst_t* st = uvchan__st_find(s);
   (void)buf;
   if (st == NULL) {
-    uv_read_stop(s);
+    uv_read_stop(s); /* forgotten (a shutdown, a context close): nobody reads for uvchan */
     return;
   }
   if (nread != UV_ENOBUFS)
