@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+void fuzz_chan_print_stats(FILE* out);
 
 static int run_file(const char* path) {
   FILE* f = fopen(path, "rb");
@@ -65,5 +66,7 @@ int main(int argc, char** argv) {
     closedir(d);
   }
   printf("fuzz-replay: %d input%s clean\n", files, files == 1 ? "" : "s");
+  if (getenv("FUZZ_CHAN_STATS") != NULL) /* what the inputs exercised */
+    fuzz_chan_print_stats(stdout);
   return bad;
 }

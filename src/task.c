@@ -474,11 +474,17 @@ static int uvchan__task_await(uvchan_task_t* t, uvchan_req_t* req, int done) {
   return req->status;
 }
 
+/* What the budget's slow path returns after a yield: anything the call checked before it may
+ * have been destroyed meanwhile, so the call checks again (and fails with UV_ECANCELED, as it
+ * would had the object been destroyed while it waited). */
+#define UVCHAN__YIELDED 1
+
 /* The slow path of a blocking call whose budget ran out: a cancelled task's call fails; any other
  * task yields once (tokio's coop budget), then its call goes on. The yield lets every other ready
  * task and callback run; when this loop iteration has been delivering for
  * UVCHAN__TURN_MS already, it also ends the delivery, so that timers and I/O get their turn
- * without a poll every UVCHAN_TASK_BUDGET operations. */
+ * without a poll every UVCHAN_TASK_BUDGET operations. The call that yields counts in the next
+ * run, so every run is UVCHAN_TASK_BUDGET operations long. */
 static UVCHAN__NOINLINE int uvchan__task_coop(uvchan_task_t* t) {
   uvchan_req_t* req;
   if (!(t->flags & UVCHAN__TASK_CANCELLED)) {
@@ -487,14 +493,17 @@ static UVCHAN__NOINLINE int uvchan__task_coop(uvchan_task_t* t) {
     req = uvchan__task_req(t, UVCHAN_REQ_TASK);
     uvchan__complete(req, 0);
     uvchan__task_await(t, req, 0);
-    if (!(t->flags & UVCHAN__TASK_CANCELLED))
-      return 0;
+    if (!(t->flags & UVCHAN__TASK_CANCELLED)) {
+      t->coop = UVCHAN_TASK_BUDGET;
+      return UVCHAN__YIELDED;
+    }
   }
   t->coop = 1;
   return UV_ECANCELED;
 }
 
-/* Spends one unit of the running task's budget: 0 to go on, or UV_ECANCELED. */
+/* Spends one unit of the running task's budget: 0 to go on, UVCHAN__YIELDED to go on after
+ * checking again what the call uses, or UV_ECANCELED. */
 UVCHAN__INLINE int uvchan__task_spend(uvchan_task_t* t) {
   if (UVCHAN__LIKELY(--t->coop != 0))
     return 0;
@@ -527,7 +536,7 @@ static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, 
   if (t == NULL)
     return UV_EINVAL;
   if (ch == NULL) {
-    if ((status = uvchan__task_spend(t)) != 0)
+    if ((status = uvchan__task_spend(t)) < 0)
       return status;
     return uvchan__task_block_nil(t, op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV,
                                   op, timeout, has_deadline);
@@ -535,8 +544,12 @@ static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, 
   if (!uvchan__chan_shared(ch) || ch->ctx_ != t->ctx ||
       (op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if ((status = uvchan__task_spend(t)) != 0)
-    return status;
+  if ((status = uvchan__task_spend(t)) != 0) {
+    if (status < 0)
+      return status;
+    if (!uvchan__chan_shared(ch)) /* destroyed during the yield */
+      return UV_ECANCELED;
+  }
   status = uvchan__x_task_op(&t->r.req, ch, value, op, timeout, has_deadline);
   if (status != UVCHAN__MUST_WAIT)
     return status;
@@ -596,8 +609,10 @@ static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_
   t->pool = pool;
   t->stack_lo = s + guard;
   t->id = ctx->next_task_id_++;
-  t->coop = UVCHAN_TASK_BUDGET;
-  t->coop_refill = UVCHAN_TASK_BUDGET;
+  /* A run's count includes the call that ends it, so a run of BUDGET calls starts at BUDGET + 1
+   * (after a park; after a yield the yielding call is the run's first: see uvchan__task_coop). */
+  t->coop = UVCHAN_TASK_BUDGET + 1;
+  t->coop_refill = UVCHAN_TASK_BUDGET + 1;
   if (ref != NULL) {
     ref->task = t;
     ref->id = t->id;
@@ -695,8 +710,12 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
     return uvchan__task_op_odd(t, ch, value, op, timeout, has_deadline);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0)
-    return status;
+  if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0) {
+    if (status < 0)
+      return status;
+    if (!uvchan__chan_ok(ch)) /* destroyed during the yield */
+      return UV_ECANCELED;
+  }
   req = &t->r.req;
   status = op == UVCHAN_OP_SEND ? uvchan__send_now(ch, value, req)
                                 : uvchan__recv_now(ch, value, req);
@@ -738,8 +757,14 @@ static int uvchan__task_reserve(uvchan_t* ch, uvchan_permit_t* permit, uint64_t 
   if (t == NULL || permit == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx ||
       ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
     return UV_EINVAL;
-  if ((status = uvchan__task_spend(t)) != 0)
-    return status;
+  if ((status = uvchan__task_spend(t)) != 0) {
+    if (status < 0)
+      return status;
+    if (!uvchan__chan_ok(ch)) /* destroyed during the yield */
+      return UV_ECANCELED;
+    if (ch->flags_ & UVCHAN__CHAN_OVERFLOW)
+      return UV_EINVAL;
+  }
   status = uvchan__reserve_now(ch, permit);
   if (status != UVCHAN__MUST_WAIT)
     return status;
@@ -772,8 +797,14 @@ static int uvchan__task_select(uvchan_case_t* cases, unsigned n, uint64_t timeou
     return usable;
   if (ctx != NULL && ctx != t->ctx)
     return UV_EINVAL;
-  if ((usable = uvchan__task_spend(t)) != 0)
-    return usable;
+  if ((usable = uvchan__task_spend(t)) != 0) {
+    if (usable < 0)
+      return usable;
+    ctx = NULL;
+    xsel = 0;
+    if (uvchan__select_check(cases, n, &ctx, &xsel) < 0) /* a channel destroyed during the yield */
+      return UV_ECANCELED;
+  }
   /* With no usable case this waits forever (Go's select {}), unless a deadline or cancel comes. */
   sel = (uvchan_select_t*)uvchan__task_req(t, UVCHAN_REQ_SELECT);
   usable = uvchan__select_start(sel, cases, n, timeout, has_deadline, xsel);
@@ -803,8 +834,12 @@ int uvchan_task_wg_wait(uvchan_wg_t* wg) {
   int err;
   if (t == NULL || wg == NULL || wg->magic_ != UVCHAN__WG_MAGIC || wg->ctx_ != t->ctx)
     return UV_EINVAL;
-  if ((err = uvchan__task_spend(t)) != 0)
-    return err;
+  if ((err = uvchan__task_spend(t)) != 0) {
+    if (err < 0)
+      return err;
+    if (wg->magic_ != UVCHAN__WG_MAGIC) /* destroyed during the yield */
+      return UV_ECANCELED;
+  }
   req = uvchan__task_req(t, UVCHAN_REQ_WG_WAIT);
   return uvchan__task_await(t, req, uvchan__wg_wait_start(req, wg));
 }
@@ -815,7 +850,7 @@ int uvchan_task_sleep(uint64_t ms) {
   int err;
   if (t == NULL)
     return UV_EINVAL;
-  if ((err = uvchan__task_spend(t)) != 0)
+  if ((err = uvchan__task_spend(t)) < 0)
     return err;
   req = uvchan__task_req(t, UVCHAN_REQ_SLEEP);
   req->state_ |= UVCHAN__REQ_WAITING;

@@ -167,7 +167,8 @@ struct uvchan_waiting_s {
                              _AWAIT */
   uvchan_t* chan;      /**< the channel (a select's first waiting case); NULL for a wait group, a
                             sleep, an await, or a task blocked on a nil channel */
-  uvchan_op op;        /**< send or receive, for `chan` (0 when `chan` is NULL) */
+  uvchan_op op;        /**< send or receive (also for a task on a nil channel, whose `chan` is
+                            NULL); 0 for a wait group, a sleep or an await */
   const uvchan_case_t* cases; /**< a select's cases (NULL for anything else) */
   unsigned ncases;     /**< how many `cases` */
 };
