@@ -239,6 +239,12 @@ static int uvchan__is_stream(const uv_handle_t* h) {
   return h->type == UV_TCP || h->type == UV_NAMED_PIPE || h->type == UV_TTY;
 }
 
+/* The start of a blocking call: UV_EINVAL outside a task, UV_ECANCELED for a cancelled one, else
+ * spends the task's budget (maybe yielding: the checks come after it) and returns 0. */
+static int uvchan__spend(uvchan_task_t* t) {
+  return t == NULL ? UV_EINVAL : uvchan__task_spend_self();
+}
+
 /* Validates a call on `h` by the running task `t`: 0, UV_EINVAL or UV_EBADF. */
 static int uvchan__check(uvchan_task_t* t, const uv_handle_t* h, int need_stream) {
   if (t == NULL || h == NULL)
@@ -340,14 +346,12 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
   ssize_t n;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
     return err;
   if (buf == NULL && len > 0)
     return UV_EINVAL;
   if (s->type == UV_NAMED_PIPE && ((uv_pipe_t*)s)->ipc)
     return UV_ENOTSUP; /* its reads carry handles: libuv's own uv_read_start() reads those */
-  if ((err = uvchan__task_spend_self()) != 0)
-    return err;
   if (len == 0)
     return 0;
   if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
@@ -453,12 +457,10 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
   ssize_t n;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
     return err;
   if (buf == NULL && len > 0)
     return UV_EINVAL;
-  if ((err = uvchan__task_spend_self()) != 0)
-    return err;
   if (len == 0)
     return 0;
   if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
@@ -623,9 +625,7 @@ static int uvchan__shutdown(uv_stream_t* s, uint64_t timeout, int has_deadline) 
   uvchan__op_t* op;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
-    return err;
-  if ((err = uvchan__task_spend_self()) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
     return err;
   st = uvchan__st_find(s);
   if (st != NULL && st->werr != 0)
@@ -654,12 +654,10 @@ static int uvchan__connect(uv_tcp_t* tcp, const struct sockaddr* addr, uint64_t 
   uvchan__op_t* op;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)tcp, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)tcp, 1)) != 0)
     return err;
   if (addr == NULL || tcp->type != UV_TCP)
     return UV_EINVAL;
-  if ((err = uvchan__task_spend_self()) != 0)
-    return err;
   if ((op = uvchan__op_new(NULL)) == NULL)
     return UV_ENOMEM;
   err = uv_tcp_connect(&op->u.connect, tcp, addr, uvchan__on_connect);
@@ -688,7 +686,7 @@ static int uvchan__getaddrinfo(const char* node, const char* service,
   if (t == NULL || res == NULL || (node == NULL && service == NULL))
     return UV_EINVAL;
   *res = NULL;
-  if ((r = uvchan__task_spend_self()) != 0)
+  if ((r = uvchan__spend(t)) != 0)
     return r;
   if ((op = uvchan__op_new(uvchan__gai_cancel)) == NULL)
     return UV_ENOMEM;
@@ -772,10 +770,8 @@ static int uvchan__accept(uv_stream_t* server, uv_stream_t* client, uint64_t tim
   uvchan__netw_t w;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)server, 1)) != 0 ||
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)server, 1)) != 0 ||
       (err = uvchan__check(t, (uv_handle_t*)client, 1)) != 0)
-    return err;
-  if ((err = uvchan__task_spend_self()) != 0)
     return err;
   st = uvchan__st_find(server);
   if (st == NULL || !(st->flags & UVCHAN__NET_LISTENING) || st->ctx != uvchan__task_own_req(t)->ctx_)

@@ -511,7 +511,8 @@ UVCHAN__INLINE int uvchan__task_spend(uvchan_task_t* t) {
 }
 
 int uvchan__task_spend_self(void) {
-  return uvchan__task_spend(uvchan__current);
+  int r = uvchan__task_spend(uvchan__current);
+  return r < 0 ? r : 0; /* after a yield (UVCHAN__YIELDED) the caller checks its arguments */
 }
 
 /* Parks the running task forever, as a blocking call on Go's nil channel: only its deadline, a

@@ -535,7 +535,8 @@ uvchan_task_t* uvchan__task_current(void);
  * returns the request's final status. */
 int uvchan__task_block(uvchan_task_t* t);
 /* Spends one unit of the running task's cooperative budget (a task is running): 0 to go on, or
- * UV_ECANCELED for a cancelled task. For blocking calls built outside task.c (net.c). */
+ * UV_ECANCELED for a cancelled task. It may yield first, so the caller checks what it uses
+ * (handles, states) after it, never before. For blocking calls built outside task.c (net.c). */
 int uvchan__task_spend_self(void);
 /* The task's own request. */
 uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t);
