@@ -1,6 +1,7 @@
 /* Bad input to the network calls: each gets the code docs/errors.md lists for it. */
 #include <signal.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "test-helpers.h"
@@ -257,6 +258,69 @@ static void test_application_closes_stream_itself(void** state) {
   close(own_other);
 }
 
+/* uvchan_task_close() of a stream that tasks are blocked on: each of them returns UV_ECANCELED
+ * (a writer that had bytes accepted returns their count), and none touches the state again. */
+static uv_pipe_t cl_rd, cl_wr;
+static uv_tcp_t cl_listener, cl_client;
+static int cl_other[2], closed_under;
+
+static void blocked_reader(void* arg) {
+  char b;
+  (void)arg;
+  if (uvchan_task_read((uv_stream_t*)&cl_rd, &b, 1) == UV_ECANCELED)
+    closed_under++;
+}
+
+static void blocked_writer(void* arg) {
+  static char big[1 << 20];
+  ssize_t n;
+  (void)arg;
+  n = uvchan_task_write((uv_stream_t*)&cl_wr, big, sizeof(big));
+  if (n > 0 && n < (ssize_t)sizeof(big))
+    closed_under++;
+}
+
+static void blocked_acceptor(void* arg) {
+  (void)arg;
+  assert_int_equal(uvchan_task_listen((uv_stream_t*)&cl_listener, 1), 0);
+  assert_int_equal(uv_tcp_init(LOOP, &cl_client), 0);
+  if (uvchan_task_accept((uv_stream_t*)&cl_listener, (uv_stream_t*)&cl_client) == UV_ECANCELED)
+    closed_under++;
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&cl_client), 0);
+}
+
+static void closer(void* arg) {
+  (void)arg;
+  uvchan_task_sleep(20); /* the others are parked by now */
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&cl_rd), 0);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&cl_wr), 0);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&cl_listener), 0);
+  done++;
+}
+
+static void test_close_under_blocked_tasks(void** state) {
+  fixture_t* f = FX(state);
+  struct sockaddr_in addr;
+  LOOP = &f->loop;
+  CTX = &f->ctx;
+  done = closed_under = 0;
+  signal(SIGPIPE, SIG_IGN);
+  open_pair(&cl_rd, &cl_other[0]);
+  open_pair(&cl_wr, &cl_other[1]);
+  assert_int_equal(uv_tcp_init(LOOP, &cl_listener), 0);
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&cl_listener, (const struct sockaddr*)&addr, 0), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, blocked_reader, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, blocked_writer, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, blocked_acceptor, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, closer, NULL, NULL), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(done, 1);
+  assert_int_equal(closed_under, 3);
+  close(cl_other[0]);
+  close(cl_other[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_outside_a_task),
@@ -264,6 +328,7 @@ int main(void) {
       TEST(test_two_readers_two_writers),
       TEST(test_misc_codes),
       TEST(test_application_closes_stream_itself),
+      TEST(test_close_under_blocked_tasks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
