@@ -12,6 +12,7 @@
 set -e
 build=${1:-build}
 [ $# -gt 0 ] && shift
+case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 load="$build/bench/echo-load"
 secs=${ECHO_SECS:-2}
@@ -33,24 +34,28 @@ shapes="64:64:64x64B 1:65536:1x64KB 1000:64:1000x64B"
 
 [ -x "$load" ] || { echo "echo.sh: $load is not built (make)"; exit 1; }
 if echo "$servers" | grep -q go-echo; then
-  (cd "$here/peers/go" && GOCACHE=${GOCACHE:-$OLDPWD/$build/gocache} GOFLAGS=-mod=mod GOTOOLCHAIN=local \
-    go build -o "$OLDPWD/$build/bench/go-echo" ./echo)
+  (cd "$here/peers/go" && GOCACHE=${GOCACHE:-$build/gocache} GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+    go build -o "$build/bench/go-echo" ./echo)
 fi
 # 1000 connections need more descriptors than the usual soft limit, in the servers too.
+# shellcheck disable=SC3045 # not POSIX, but dash and bash have both
 ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
 
 out=$(mktemp -d)
 pids=""
-alive() { # pid: running (kill -0 also succeeds on a zombie, which has exited)
-  [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" ] &&
-    [ "$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)" != Z ]
+state() { # pid: its state letter (R, S, D, Z...), empty once it is gone
+  sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null || true
 }
-stop_server() { # pid: SIGTERM, then SIGKILL if it has not ended within 5 s; then reaped
+alive() { # pid: running (kill -0 also succeeds on a zombie, which has exited)
+  st=$(state "$1")
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+stop_server() { # pid: SIGTERM, then SIGKILL if it has not ended within 10 s; then reaped
   kill "$1" 2>/dev/null || true
   i=0
-  while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+  while alive "$1" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
   if alive "$1"; then
-    echo "echo.sh: server $1 ($(tr '\0' ' ' < "/proc/$1/cmdline")) still running 5 s after SIGTERM; killed" >&2
+    echo "echo.sh: server $1 (state $(state "$1")) still running 10 s after SIGTERM; killed" >&2
     kill -9 "$1" 2>/dev/null || true
   fi
   wait "$1" 2>/dev/null || true
@@ -67,12 +72,16 @@ trap 'exit 130' INT TERM
 # that took the port between echo-load -F and the server's bind).
 owns_port() {
   inode=$(awk -v p="$(printf '0100007F:%04X' "$2")" '$2 == p && $4 == "0A" {print $10; exit}' /proc/net/tcp)
-  [ -n "$inode" ] && ls -l "/proc/$1/fd" 2>/dev/null | grep -q "socket:\[$inode\]"
+  [ -n "$inode" ] || return 1
+  for fd in "/proc/$1/fd"/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$inode]" ] && return 0
+  done
+  return 1
 }
 
 # start NAME CMDLINE: starts the server on a free port; sets $pid and $port.
 start() {
-  for attempt in 1 2 3; do
+  for _ in 1 2 3; do
     port=$("$load" -F < /dev/null)
     cmd=$(echo "$2" | sed "s/\<PORT\>/$port/g")
     sh -c "exec $cmd" < /dev/null >> "$out/$1.log" 2>&1 &
@@ -159,54 +168,64 @@ fi
 
 cp "$out/runs" "$build/bench/echo-runs.txt"
 
-# median of a field (by name, or "value" for round trips/s) over NAME LABEL's runs
+# median over NAME LABEL's runs of a field: "value" (round trips/s), a key of the details, or
+# per_cpu (round trips per second of server CPU time) or cpu_share (server CPU s per second)
 median() { # name label field
   awk -v n="$1" -v l="$2" -v f="$3" '$1 == n && $2 == l {
       if (f == "value") { print $5; next }
-      for (i = 7; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) print kv[2] } }' "$out/runs" |
+      split("", v)
+      for (i = 7; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      if (f == "per_cpu") print $4 / v["server_cpu_s"]
+      else if (f == "cpu_share") print v["server_cpu_s"] / v["secs"]
+      else if (f in v) print v[f] }' "$out/runs" |
     sort -g | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}'
 }
 first=$(echo "$names" | head -n 1)
 others=$(echo "$names" | tail -n +2)
 
+# one table row: a label, each server's median of FIELD, and (for a rate) first / each other
+row() { # shape-label field format label ratio?
+  printf '%-22s' "$4"
+  for name in $names; do printf " %12$3" "$(median "$name" "$1" "$2")"; done
+  if [ "$5" = ratio ]; then
+    for name in $others; do
+      printf ' %10.3f' "$(awk -v a="$(median "$first" "$1" "$2")" -v b="$(median "$name" "$1" "$2")" 'BEGIN {print a / b}')"
+    done
+  fi
+  echo
+}
 echo
-echo "echo: round trips/s, median of $reps interleaved runs of ${secs}s (build/bench/echo-runs.txt has every run)"
-printf '%-10s' shape
+echo "echo: medians of $reps interleaved runs of ${secs}s each (every run: $build/bench/echo-runs.txt)"
+printf '%-22s' ""
 for name in $names; do printf ' %12s' "$name"; done
 for name in $others; do printf ' %10s' "$first/$name"; done
-printf '   %s\n' "p50 latency us, server CPU s per second"
+echo
 for shape in $shapes; do
   label=${shape##*:}
-  printf '%-10s' "$label"
-  for name in $names; do printf ' %12.0f' "$(median "$name" "$label" value)"; done
-  for name in $others; do
-    printf ' %10.3f' "$(awk -v a="$(median "$first" "$label" value)" -v b="$(median "$name" "$label" value)" 'BEGIN {print a / b}')"
-  done
-  printf '  '
-  for name in $names; do
-    printf ' %s %s/%.2f' "$name" "$(median "$name" "$label" p50_us)" \
-      "$(awk -v c="$(median "$name" "$label" server_cpu_s)" -v s="$secs" 'BEGIN {print c / s}')"
-  done
-  echo
+  row "$label" value .0f "$label round trips/s" ratio
+  row "$label" per_cpu .0f "  per server CPU s" ratio
+  row "$label" p50_us .1f "  p50 latency us"
+  row "$label" p99_us .1f "  p99 latency us"
+  row "$label" cpu_share .2f "  server CPUs used"
 done
-printf '%-10s' "CPU s"
+printf '%-22s' "server CPU s in all"
 for name in $names; do printf ' %12.1f' "$(awk -v t="$(cat "$out/$name.cpu")" -v hz="$hz" 'BEGIN {print t / hz}')"; done
-echo "   server CPU time over all its load runs"
+echo
 # What else ran on the machine meanwhile (other users of a shared machine): busy CPU time
 # not spent by the servers or echo-load. Loopback TCP work done in softirq is not in it.
 awk -v b="$((busy1 - busy0))" -v hz="$hz" -v s="$servers_ticks" -v l="$(awk -v a="$load0" -v b="$load1" 'BEGIN {print b - a}')" \
   -v w="$(awk -v a="$wall0" -v b="$wall1" 'BEGIN {print b - a}')" -v n="$(nproc)" 'BEGIN {
   printf "load runs: %.0f s wall on %d CPUs; CPU s: servers %.1f, echo-load %.1f, other processes %.1f\n",
     w, n, s / hz, l, b / hz - s / hz - l }'
-printf '%-10s' "RSS MB"
+printf '%-22s' "RSS MB, 1000 conns"
 for name in $names; do printf ' %12.1f' "$(median "$name" 1000x64B rss_after_kb | awk '{print $1 / 1024}')"; done
-echo "   server resident size with 1000 connections open (end of the 1000x64B runs)"
+echo
 awk '$2 != "noread" { n++; for (i = 7; i <= NF; i++) { split($i, kv, "=");
     if (kv[1] == "secs") t = kv[2]; if (kv[1] == "other_cpu_s") o = kv[2] }
     if (o > 0.25 * t) d++ }
   END { printf "disturbed: %d of %d runs had other work using over a quarter of a CPU meanwhile (other_cpu_s)\n", d, n }' "$out/runs"
 if [ "$noread" != 0 ]; then
-  printf '%-10s' "growth MB"
+  printf '%-22s' "growth MB, no reader"
   for name in $names; do printf ' %12.1f' "$(median "$name" noread value)"; done
   echo "   one client sends $noread without reading:"
   for name in $names; do

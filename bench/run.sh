@@ -27,8 +27,8 @@ for w in thread_pingpong thread_buffered; do
 done
 for run in 1 2 3; do
   for w in $gw; do
-    case " $cw " in *" $w "*) "$c" -w $w >> "$out/c.txt" ;; esac
-    gorun $w >> "$out/go.txt"
+    case " $cw " in *" $w "*) "$c" -w "$w" >> "$out/c.txt" ;; esac
+    gorun "$w" >> "$out/go.txt"
   done
   for w in pingpong_cb buffered_cb parked_cb scale stage1_cb relay1_cb stage4_cb relay4_cb; do
     "$c" -w $w >> "$out/c.txt"
@@ -57,12 +57,12 @@ row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
 row parked_cb - bytes/request "128B"
 for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done
-row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2)" 0.5
-row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
 row stage1_cb - "ns/item, 1 callback stage (uvchan_stage_t)" -
 row relay1_cb - "ns/item, 1 hand-written callback relay (its peer)" -
 row stage4_cb - "ns/item, 4 callback stages" -
 row relay4_cb - "ns/item, 4 hand-written callback relays" -
+row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2)" 0.5
+row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
 if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
   sh "$here/echo.sh" "$build"
 fi

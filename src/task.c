@@ -551,9 +551,13 @@ static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, 
     if (!uvchan__chan_shared(ch)) /* destroyed during the yield */
       return UV_ECANCELED;
   }
-  status = uvchan__x_task_op(&t->r.req, ch, value, op, timeout, has_deadline);
-  if (status != UVCHAN__MUST_WAIT)
+  t->r.req.type = op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
+  t->r.req.magic_ = UVCHAN__REQ_MAGIC;
+  status = uvchan__x_start(&t->r.req, ch, value, op, timeout, has_deadline);
+  if (status != UVCHAN__MUST_WAIT) {
+    t->r.req.magic_ = 0; /* completed at once: not pending */
     return status;
+  }
   uvchan__task_park(t);
   return t->r.req.status;
 }

@@ -343,6 +343,8 @@ static void uvchan__x_wait(uvchan_t* end, struct uvchan__waiter_s* w, uvchan_req
                     &w->link);
 }
 
+/* Unlocked before the caller queues an immediate completion or parks a task: another thread may
+ * complete a waiting request at once, but only this thread's loop delivers it. */
 int uvchan__x_start(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
                     uint64_t timeout, int has_deadline) {
   uvchan_t* core = end->core_;
@@ -405,30 +407,6 @@ void uvchan__x_cancel_end(uvchan_t* end) {
   uvchan__fail_end_waiters(end, &core->recvq_, UV_ECANCELED);
   uvchan__fail_end_waiters(end, &core->sendq_, UV_ECANCELED);
   uv_mutex_unlock(uvchan__lock(core));
-}
-
-/* A task's send or receive on an end, parking when it must wait. */
-int uvchan__x_task_op(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
-                      uint64_t timeout, int has_deadline) {
-  uvchan_t* core = end->core_;
-  uvchan_ctx_t* ctx = end->ctx_;
-  int status;
-
-  uv_mutex_lock(uvchan__lock(core));
-  status = op == UVCHAN_OP_SEND ? uvchan__send_x(core, value, req, 1, ctx)
-                                : uvchan__recv_x(core, value, req, 1, ctx);
-  if (status == UVCHAN__MUST_WAIT) {
-    req->type = op == UVCHAN_OP_SEND ? UVCHAN_REQ_SEND : UVCHAN_REQ_RECV;
-    req->magic_ = UVCHAN__REQ_MAGIC;
-    uvchan__x_wait(end, &req->w_, req, value, op, 0);
-    uvchan__xwait_begin(ctx, req);
-    if (has_deadline)
-      uvchan__deadline_add(req, timeout);
-  }
-  /* Unlocked before the task parks: another thread may complete the request at once, but only
-   * this thread's loop delivers it, after the park. */
-  uv_mutex_unlock(uvchan__lock(core));
-  return status;
 }
 
 /* ---- select over shared channels ---- */

@@ -460,14 +460,11 @@ none:
 
 /* The context's async callback: delivers what other threads completed for it. */
 void uvchan__inbox_drain(uvchan_ctx_t* ctx);
-/* Starts a callback request on an end: returns its status when it completed at once (the caller
- * queues it), else UVCHAN__MUST_WAIT (it waits, counted, with its deadline). */
+/* Starts a send or receive on an end for `req` (a callback request, or a task's own, prepared by
+ * the caller): returns its status when it completed at once, else UVCHAN__MUST_WAIT (it waits,
+ * counted, with its deadline; a task then parks). */
 int uvchan__x_start(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
                     uint64_t timeout, int has_deadline);
-/* A task's blocking send or receive on an end: its status, or UVCHAN__MUST_WAIT after linking
- * the task's request (the caller parks). */
-int uvchan__x_task_op(uvchan_req_t* req, uvchan_t* end, void* value, unsigned op,
-                      uint64_t timeout, int has_deadline);
 /* Try-send / try-receive on an end, from any thread: a status or UVCHAN__MUST_WAIT. */
 int uvchan__x_try(uvchan_t* end, void* value, unsigned op);
 int uvchan__x_close(uvchan_t* end);
