@@ -66,6 +66,7 @@ test-aarch64:
 bench: build
 	@sh cmake/install-deps.sh go
 	@sh bench/run.sh $(BUILD)
+	@sh bench/echo-idle.sh $(BUILD)
 
 # libFuzzer against the reference model in fuzz/fuzz-chan.c, for FUZZ_SECONDS (default 60), from
 # the committed corpus; new inputs go to fuzz/corpus-work/, a crash to fuzz/crash-*. Exits 0 when

@@ -22,6 +22,7 @@ noread=${ECHO_NOREAD:-512M}
 
 # One server per line: a name, then its command line. Add a server with one more line.
 servers="
+uvchan  $build/examples/echo_server PORT
 libuv   $build/bench/libuv-echo PORT
 go      env GOMAXPROCS=1 $build/bench/go-echo PORT
 "

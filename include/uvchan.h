@@ -26,5 +26,6 @@
 #include "uvchan/task.h"
 #include "uvchan/thread.h"
 #include "uvchan/pipeline.h"
+#include "uvchan/net.h"
 
 #endif /* UVCHAN_H */

@@ -87,11 +87,13 @@ void uvchan__await_abort(uvchan_req_t* req, int status) {
     cancel(aw);
 }
 
-static ssize_t uvchan__task_await(uvchan_await_t* aw, uint64_t timeout, int has_deadline) {
+ssize_t uvchan__task_await_ex(uvchan_await_t* aw, uint64_t timeout, int has_deadline,
+                              int* abandoned) {
   uvchan_task_t* t = uvchan__task_current();
   uvchan_req_t* req;
   int status;
 
+  *abandoned = 0;
   if (t == NULL || aw == NULL || aw->magic_ != UVCHAN__AWAIT_MAGIC ||
       (aw->state_ != UVCHAN__AW_ARMED && aw->state_ != UVCHAN__AW_DONE))
     return UV_EINVAL;
@@ -110,16 +112,20 @@ static ssize_t uvchan__task_await(uvchan_await_t* aw, uint64_t timeout, int has_
   else if (has_deadline)
     uvchan__deadline_add(req, timeout);
   status = uvchan__task_block(t);
-  if (status != 0)
+  if (status != 0) {
+    *abandoned = 1;
     return status; /* abandoned: UV_ETIMEDOUT or UV_ECANCELED; `aw` belongs to the operation */
+  }
   aw->magic_ = 0;
   return uvchan__await_outcome(aw);
 }
 
 ssize_t uvchan_task_await(uvchan_await_t* aw) {
-  return uvchan__task_await(aw, 0, 0);
+  int abandoned;
+  return uvchan__task_await_ex(aw, 0, 0, &abandoned);
 }
 
 ssize_t uvchan_task_await_timeout(uvchan_await_t* aw, uint64_t timeout) {
-  return uvchan__task_await(aw, timeout, 1);
+  int abandoned;
+  return uvchan__task_await_ex(aw, timeout, 1, &abandoned);
 }

@@ -558,6 +558,8 @@ int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb) {
     return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
+  if (ctx->nres_ != 0 && ctx->ntasks_ == 0)
+    uvchan__net_ctx_release(ctx); /* streams' state that nothing uses any more */
   if (ctx->nchans_ != 0 || ctx->ntasks_ != 0 || ctx->nwaiting_ != 0 || ctx->heap_ != NULL ||
       ctx->nres_ != 0 || ctx->nxwait_ != 0)
     return UV_EBUSY;

@@ -308,6 +308,11 @@ UVCHAN__INLINE int uvchan__task_spend(uvchan_task_t* t) {
   return uvchan__task_coop(t);
 }
 
+int uvchan__task_spend_self(void) {
+  int r = uvchan__task_spend(uvchan__current);
+  return r < 0 ? r : 0; /* after a yield (UVCHAN__YIELDED) the caller checks its arguments */
+}
+
 /* Parks the running task forever, as a blocking call on Go's nil channel: only its deadline, a
  * cancel or a shutdown ends the wait. The request waits in no queue. */
 static int uvchan__task_block_nil(uvchan_task_t* t, uvchan_req_type type, unsigned op,

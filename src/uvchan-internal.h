@@ -508,6 +508,17 @@ void uvchan__wg_waiter_left(uvchan_wg_t* wg);
 
 /* A deadline, cancel or shutdown ends the await of a task's request (see uvchan_await_t). */
 void uvchan__await_abort(uvchan_req_t* req, int status);
+/* uvchan_task_await(_timeout) that also tells whether the wait was abandoned (`*abandoned` = 1:
+ * the await then belongs to its operation, whose release callback frees it; the result alone
+ * cannot tell, since an operation may itself end with UV_ETIMEDOUT or UV_ECANCELED). */
+ssize_t uvchan__task_await_ex(uvchan_await_t* aw, uint64_t timeout, int has_deadline,
+                              int* abandoned);
+
+/* ---- net.c (and src/net.h) ---- */
+
+/* uvchan_ctx_close(): frees the state of streams of `ctx` that have nothing in flight (streams
+ * the application closed itself, or never closed through uvchan). */
+void uvchan__net_ctx_release(uvchan_ctx_t* ctx);
 
 /* ---- stack.c ---- */
 
@@ -524,6 +535,10 @@ uvchan_task_t* uvchan__task_current(void);
 /* Parks the running task on its own request, prepared as `type` by the caller and marked waiting;
  * returns the request's final status. */
 int uvchan__task_block(uvchan_task_t* t);
+/* Spends one unit of the running task's cooperative budget (a task is running): 0 to go on, or
+ * UV_ECANCELED for a cancelled task. It may yield first, so the caller checks what it uses
+ * (handles, states) after it, never before. For blocking calls built outside task.c (net.c). */
+int uvchan__task_spend_self(void);
 /* The task's own request. */
 uvchan_req_t* uvchan__task_own_req(uvchan_task_t* t);
 /* The task that owns the request, if any. */
@@ -537,5 +552,7 @@ uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx);
 /* Fills `info` and returns 1 when `t` is parked on no channel or wait group (a sleep, an await,
  * a nil channel); else returns 0. */
 int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);
+
+#include "net.h"
 
 #endif /* UVCHAN_INTERNAL_H */
