@@ -120,6 +120,10 @@ ssize_t uvchan__task_await_ex(uvchan_await_t* aw, uint64_t timeout, int has_dead
   return uvchan__await_outcome(aw);
 }
 
+int uvchan_await_abandoned(const uvchan_await_t* aw) {
+  return aw != NULL && aw->magic_ == UVCHAN__AWAIT_MAGIC && aw->state_ == UVCHAN__AW_ABANDONED;
+}
+
 ssize_t uvchan_task_await(uvchan_await_t* aw) {
   int abandoned;
   return uvchan__task_await_ex(aw, 0, 0, &abandoned);

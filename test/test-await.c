@@ -103,11 +103,12 @@ static int task_lookup(uv_loop_t* loop, const char* host, struct addrinfo** out,
     return r;
   }
   r = (int)uvchan_task_await_timeout(&l->aw, timeout);
-  if (r == 0) {
+  if (uvchan_await_abandoned(&l->aw))
+    return r; /* a deadline or cancel: `l` now belongs to release_lookup */
+  if (r == 0)
     *out = l->res; /* the caller frees it */
-    free(l);
-  }
-  return r; /* on a deadline `l` now belongs to release_lookup */
+  free(l);
+  return r;
 }
 
 /* ---- tests ---- */
@@ -324,6 +325,25 @@ static void test_await_task_cancel(void** state) {
   uv_sem_destroy(&gate);
 }
 
+/* A lookup that fails by itself (no deadline, no cancel) is not abandoned: the caller frees. */
+static void failing_lookup_task(void* arg) {
+  struct addrinfo* res = NULL;
+  (void)arg;
+  released = 0;
+  result = task_lookup(LOOP, "no-such-host.invalid", &res, 10000);
+  assert_int_equal(released, 0);
+}
+
+static void test_await_failed_lookup_not_abandoned(void** state) {
+  fixture_t* f = FX(state);
+  LOOP = &f->loop;
+  result = 0;
+  assert_int_equal(uvchan_task_spawn(&f->ctx, failing_lookup_task, NULL, NULL), 0);
+  RUN(f);
+  assert_true(result < 0); /* the resolver's own error; ASan and valgrind see no leak */
+  assert_int_not_equal(result, UV_ETIMEDOUT);
+}
+
 static void test_await_bad_input(void** state) {
   uvchan_await_t aw;
   (void)state;
@@ -331,6 +351,8 @@ static void test_await_bad_input(void** state) {
   assert_int_equal(uvchan_await_init(NULL, NULL, NULL), UV_EINVAL);
   assert_int_equal(uvchan_task_await(&aw), UV_EINVAL); /* outside a task */
   assert_int_equal(uvchan_task_await(NULL), UV_EINVAL);
+  assert_int_equal(uvchan_await_abandoned(NULL), 0);
+  assert_int_equal(uvchan_await_abandoned(&aw), 0);
   uvchan_await_done(NULL, 0);  /* ignored */
   uvchan_await_done(&aw, 0);   /* never initialised: ignored */
 }
@@ -357,6 +379,7 @@ int main(void) {
       TEST(test_await_deadline_cancels_queued_work),
       TEST(test_await_deadline_waits_for_running_work),
       TEST(test_await_getaddrinfo),
+      TEST(test_await_failed_lookup_not_abandoned),
       TEST(test_await_release_abandons_on_deadline),
       TEST(test_await_done_before_wait),
       TEST(test_await_task_cancel),

@@ -182,6 +182,12 @@ UVCHAN_EXTERN ssize_t uvchan_task_await(uvchan_await_t* aw);
 /** As uvchan_task_await(), with a deadline of `timeout` ms (UV_ETIMEDOUT). */
 UVCHAN_EXTERN ssize_t uvchan_task_await_timeout(uvchan_await_t* aw, uint64_t timeout);
 
+/** Right after uvchan_task_await() returned (before the task blocks again): 1 if the wait was
+ * abandoned, so that `aw` and the operation now belong to the release callback; 0 if the
+ * operation ended and what it used is the caller's again, whatever its result (an operation may
+ * itself fail with UV_ETIMEDOUT or UV_ECANCELED). */
+UVCHAN_EXTERN int uvchan_await_abandoned(const uvchan_await_t* aw);
+
 #ifdef __cplusplus
 }
 #endif
