@@ -70,4 +70,13 @@ row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2
 row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
 if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
   sh "$here/echo.sh" "$build"
+  # A server on every core: echo_server -j N (N loops on N threads, SO_REUSEPORT). On a small
+  # machine the load generator takes a core too, so read the rates beside the server's CPU
+  # seconds: round trips per server CPU-second is what must stay flat as N grows.
+  echo
+  echo "echo_server -j N (loops on threads):"
+  ECHO_NOREAD=0 sh "$here/echo.sh" "$build" \
+    "j1 $build/examples/echo_server -j 1 PORT" \
+    "j2 $build/examples/echo_server -j 2 PORT" \
+    "j4 $build/examples/echo_server -j 4 PORT"
 fi
