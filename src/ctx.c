@@ -607,6 +607,16 @@ int uvchan_ctx_add_resource(uvchan_ctx_t* ctx, uvchan_resource_t* res,
   return 0;
 }
 
+int uvchan_ctx_check(const uvchan_ctx_t* ctx, int starting) {
+  if (!uvchan__ctx_ok(ctx) || (starting && (ctx->flags_ & UVCHAN__CTX_CLOSING)))
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  if (starting && (ctx->flags_ & UVCHAN__CTX_SHUTDOWN))
+    return UV_ECANCELED;
+  return 0;
+}
+
 int uvchan_ctx_remove_resource(uvchan_resource_t* res) {
   if (res == NULL || !UVCHAN__MAGIC_IS(res, UVCHAN__RES_MAGIC) || res->res_.link.next == NULL)
     return UV_EINVAL;

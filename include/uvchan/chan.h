@@ -127,6 +127,13 @@ struct uvchan_resource_s {
 UVCHAN_EXTERN int uvchan_ctx_add_resource(uvchan_ctx_t* ctx, uvchan_resource_t* res,
                                           uvchan_resource_cb shutdown);
 
+/** The code a call on `ctx` would return now, for modules that build their own objects on a
+ * context: with `starting` 1 (a call that starts something), 0 when it may go on, UV_EINVAL for a
+ * bad context or one closing, UV_EPERM from another thread than the context's, UV_ECANCELED once
+ * a shutdown began; with `starting` 0 (a close, a query that must run on the context's thread),
+ * only UV_EINVAL for a bad context and UV_EPERM. */
+UVCHAN_EXTERN int uvchan_ctx_check(const uvchan_ctx_t* ctx, int starting);
+
 /** Unregisters `res`, from its shutdown hook or at any other time. Returns 0; UV_EINVAL when `res`
  * is not registered; UV_EPERM from another thread than its context's. */
 UVCHAN_EXTERN int uvchan_ctx_remove_resource(uvchan_resource_t* res);
