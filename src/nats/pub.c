@@ -177,8 +177,18 @@ static void uvchan_nats__retry_later(uvchan_nats__rec_t* r, int status) {
   r->due = now + uvchan_nats__backoff(r->attempts);
 }
 
+static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, int status);
+
+/* An acknowledgement (or the connection's end): settle, then take more from the channel. */
 static void uvchan_nats__pub_on_reply(uvchan_nats__pending_t* p, natsMsg* msg, int status) {
   uvchan_nats__rec_t* r = UVCHAN_NATS__CONTAINER_OF(p, uvchan_nats__rec_t, p);
+  uvchan_nats_pub_t* pub = r->pub;
+  uvchan_nats__pub_settle_reply(r, msg, status);
+  uvchan_nats__pub_pump(pub);
+  uvchan_nats__pub_maybe_finish(pub);
+}
+
+static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, int status) {
   char buf[512];
   const char* data;
   long long code, err_code, seq;
