@@ -694,6 +694,7 @@ int uvchan_nats_close(uvchan_nats_t* nc, uvchan_nats_close_cb cb) {
     return UV_EPERM;
   nc->state_ = UVCHAN_NATS__CLOSING;
   nc->close_cb_ = cb;
+  uvchan_nats__active(nc, 1); /* the close waits for the client's threads, through the handle */
   uvchan_nats__fail_pending(nc, UV_ECANCELED);
   uvchan_nats__pub_close_all(nc);
   uvchan_nats__pull_close_all(nc);

@@ -129,6 +129,7 @@ static void uvchan_nats__sub_finish(uvchan_nats_sub_t* sub) {
   free(sub->gate_);
   sub->gate_ = NULL;
   sub->magic_ = 0;
+  uvchan_nats__active(nc, -1);
   if (cb != NULL)
     cb(sub);
   uvchan_nats__close_step(nc);
@@ -148,6 +149,7 @@ void uvchan_nats__sub_done(uvchan_nats_sub_t* sub) {
 static void uvchan_nats__sub_start_close(uvchan_nats_sub_t* sub, uvchan_nats_sub_close_cb cb) {
   sub->flags_ |= UVCHAN_NATS__O_CLOSING;
   sub->close_cb_ = cb;
+  uvchan_nats__active(sub->nc_, 1); /* its thread's end comes through the async handle */
   (void)uvchan_close(&sub->chan); /* releases a delivery thread waiting to send */
   if (sub->flags_ & UVCHAN_NATS__O_DONE) {
     uvchan_nats__defer(sub->nc_, sub, uvchan_nats__sub_finish_deferred);

@@ -425,10 +425,263 @@ static void test_consumer_killed_midway(void** state) {
   free(t.seen);
 }
 
+/* ---- a slow consumer holds the producer back ---- */
+
+enum { N_SLOW = 1000, WQ_MAX = 100, SLOW_INFLIGHT = 16, SLOW_CAP = 8 };
+
+typedef struct {
+  jconn_t c;
+  jpub_t pub;
+  uvchan_nats_pull_t pull;
+  uint8_t seen[N_SLOW];
+  uint32_t distinct;
+  uint64_t dups;
+  uint64_t sent, received;
+  uint64_t max_gap;      /* sent (handed to the publisher) but not yet received, at most */
+  uint64_t max_stored;   /* the stream's message count, at most (sampled) */
+  size_t max_reserved;
+  int done;
+  int pull_closed;
+} slow_t;
+
+static void slow_pull_closed(uvchan_nats_pull_t* p) {
+  ((slow_t*)p->data)->pull_closed++;
+}
+
+static void slow_consumer(void* arg) {
+  slow_t* t = arg;
+  uvchan_nats_pull_opts_t o;
+  uvchan_nats_pull_stats_t st;
+  natsMsg* m;
+  uint32_t id;
+  memset(&o, 0, sizeof(o));
+  o.stream = "WQ";
+  o.consumer = "slow";
+  o.capacity = SLOW_CAP;
+  t->pull.data = t;
+  assert_int_equal(uvchan_nats_pull_start(&t->c.nc, &t->pull, &o), 0);
+  while (t->distinct < N_SLOW) {
+    assert_int_equal(uvchan_task_recv(&t->pull.chan, &m), 0);
+    memcpy(&id, natsMsg_GetData(m), sizeof(id));
+    t->received++;
+    if (t->sent - t->received > t->max_gap)
+      t->max_gap = t->sent - t->received;
+    if (t->seen[id])
+      t->dups++;
+    else
+      t->distinct++;
+    t->seen[id] = 1;
+    assert_int_equal(uvchan_task_sleep(1), 0); /* slow work */
+    assert_int_equal(natsMsg_Ack(m, NULL), NATS_OK); /* a work queue removes it */
+    natsMsg_Destroy(m);
+    assert_int_equal(uvchan_nats_pull_stats(&t->pull, &st), 0);
+    if (st.reserved > t->max_reserved)
+      t->max_reserved = st.reserved;
+  }
+  t->done = 1;
+  assert_int_equal(uvchan_nats_pull_close(&t->pull, slow_pull_closed), 0);
+}
+
+static void slow_sampler(void* arg) {
+  slow_t* t = arg;
+  stream_info_t si;
+  while (!t->done) {
+    memset(&si, 0, sizeof(si));
+    si.name = "WQ";
+    assert_int_equal(uvchan_nats_task_call(&t->c.nc, stream_info_fn, &si), 0);
+    if (si.msgs > t->max_stored)
+      t->max_stored = si.msgs;
+    assert_int_equal(uvchan_task_sleep(10), 0);
+  }
+}
+
+/* The producer counts what it hands to the publisher (jpub_run, with a counter). */
+static void slow_producer(void* arg) {
+  slow_t* t = arg;
+  uvchan_nats_pub_opts_t po;
+  uvchan_wg_t wg;
+  uvchan_task_attr_t attr;
+  natsMsg* m;
+  uint32_t i;
+  jpub_t* j = &t->pub;
+
+  memset(&po, 0, sizeof(po));
+  po.jetstream = 1;
+  po.capacity = 4;
+  po.max_inflight = SLOW_INFLIGHT;
+  po.retry_for = 60000; /* a full work queue is a wait, not a failure */
+  po.acks = &j->acks;
+  j->seq_in_order = 1;
+  assert_int_equal(uvchan_init(&t->c.f->ctx, &j->acks, sizeof(uvchan_nats_puback_t), 16), 0);
+  j->pub.data = j;
+  assert_int_equal(uvchan_nats_pub_init(&t->c.nc, &j->pub, &po), 0);
+  assert_int_equal(uvchan_wg_init(&t->c.f->ctx, &wg), 0);
+  memset(&attr, 0, sizeof(attr));
+  attr.wg = &wg;
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, jpub_acks_task, j, &attr), 0);
+  for (i = 0; i < N_SLOW; i++) {
+    m = nmsg("wq.job", &i, sizeof(i));
+    assert_int_equal(uvchan_task_send(&j->pub.chan, &m), 0);
+    t->sent++;
+  }
+  uvchan_close(&j->pub.chan);
+  assert_int_equal(uvchan_task_wg_wait(&wg), 0);
+  assert_int_equal(uvchan_nats_pub_stats(&j->pub, &j->stats), 0);
+  assert_int_equal(uvchan_nats_pub_close(&j->pub, jpub_closed), 0);
+  uvchan_destroy(&j->acks);
+}
+
+static void slow_main(void* arg) {
+  slow_t* t = arg;
+  uvchan_wg_t wg;
+  uvchan_task_attr_t attr;
+  jconnect(&t->c, NULL);
+  make_stream(&t->c, "WQ", "wq.>", WQ_MAX, 1); /* a bounded work queue, refusing when full */
+  t->pub.c = &t->c;
+  t->pub.acked = calloc(N_SLOW, 1);
+  memset(&attr, 0, sizeof(attr));
+  assert_int_equal(uvchan_wg_init(&t->c.f->ctx, &wg), 0);
+  attr.wg = &wg;
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, slow_consumer, t, &attr), 0);
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, slow_sampler, t, &attr), 0);
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, slow_producer, t, &attr), 0);
+  assert_int_equal(uvchan_task_wg_wait(&wg), 0);
+  assert_int_equal(uvchan_nats_close(&t->c.nc, jconn_closed), 0);
+}
+
+static void test_slow_consumer_bounds_producer(void** state) {
+  slow_t* t = calloc(1, sizeof(*t));
+  t->c.f = NFX(state);
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, slow_main, t, NULL), 0);
+  assert_int_equal(uv_run(&t->c.f->loop, UV_RUN_DEFAULT), 0);
+  print_message("    slow consumer: producer in flight <= %u (bound %u), %llu sends again on a "
+                "full queue, stream held <= %llu (max %u), sent-not-received <= %llu, consumer "
+                "reserved <= %zu (capacity %u)\n",
+                t->pub.stats.max_inflight, SLOW_INFLIGHT, (unsigned long long)t->pub.stats.retries,
+                (unsigned long long)t->max_stored, WQ_MAX, (unsigned long long)t->max_gap,
+                t->max_reserved, SLOW_CAP);
+  assert_int_equal(t->distinct, N_SLOW);
+  assert_int_equal(t->dups, 0);
+  assert_int_equal(t->pub.nacked, N_SLOW);
+  assert_int_equal(t->pub.nfailed, 0);
+  assert_true(t->pub.stats.max_inflight <= SLOW_INFLIGHT); /* the bound holds */
+  assert_true(t->pub.stats.retries > 0);  /* the full queue held the producer back */
+  assert_true(t->max_stored <= WQ_MAX);
+  assert_true(t->max_reserved <= SLOW_CAP);
+  /* End to end: the producer is never further ahead of the consumer than the buffers between
+   * them: its channel, its publishes in flight, the stream's bound, the consumer's channel. */
+  assert_true(t->max_gap <= 4 + SLOW_INFLIGHT + WQ_MAX + SLOW_CAP + 2);
+  assert_int_equal(t->pull_closed, 1);
+  assert_int_equal(t->c.closed, 1);
+  free(t->pub.acked);
+  free(t);
+}
+
+/* ---- a server restart in the middle of the stream ---- */
+
+enum { N_RESTART = 20000 };
+
+typedef struct {
+  jconn_t c;
+  jpub_t pub;
+  jpull_t pull;
+  natsrv_t* srv;
+  int restarted;
+  uvchan_nats_stats_t stats;
+  uint64_t stored;
+} restart_t;
+
+static natsStatus restart_fn(uvchan_nats_t* nc, void* arg) {
+  restart_t* t = arg;
+  (void)nc;
+  natsrv_restart(t->srv, SIGTERM);
+  t->restarted = 1;
+  return NATS_OK;
+}
+
+static void restart_controller(void* arg) {
+  restart_t* t = arg;
+  while (t->pub.nacked < N_RESTART / 4)
+    assert_int_equal(uvchan_task_sleep(2), 0);
+  /* On the threadpool: the loop goes on meanwhile, and so do the client's reconnect attempts. */
+  assert_int_equal(uvchan_nats_task_call(&t->c.nc, restart_fn, t), 0);
+}
+
+static void restart_consumer(void* arg) {
+  restart_t* t = arg;
+  jpull_run(&t->pull);
+}
+
+static void restart_main(void* arg) {
+  restart_t* t = arg;
+  uvchan_wg_t wg;
+  uvchan_task_attr_t attr;
+  stream_info_t si;
+  natsOptions* o = nopts(t->c.f->srv.url);
+  jconnect(&t->c, o);
+  natsOptions_Destroy(o);
+  make_stream(&t->c, "RS", "rs.>", 0, 0);
+  t->pub.c = t->pull.c = &t->c;
+  t->pub.subject = "rs.x";
+  t->pub.to = N_RESTART;
+  t->pub.max_inflight = 128;
+  t->pub.retry_for = 30000;
+  t->pub.acked = calloc(N_RESTART, 1);
+  t->pull.stream = "RS";
+  t->pull.consumer = "rs";
+  t->pull.capacity = 64;
+  t->pull.n = N_RESTART;
+  t->pull.seen = calloc(N_RESTART, 1);
+  memset(&attr, 0, sizeof(attr));
+  assert_int_equal(uvchan_wg_init(&t->c.f->ctx, &wg), 0);
+  attr.wg = &wg;
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, restart_controller, t, &attr), 0);
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, restart_consumer, t, &attr), 0);
+  jpub_run(&t->pub);
+  assert_int_equal(uvchan_task_wg_wait(&wg), 0);
+  memset(&si, 0, sizeof(si));
+  si.name = "RS";
+  assert_int_equal(uvchan_nats_task_call(&t->c.nc, stream_info_fn, &si), 0);
+  t->stored = si.msgs;
+  assert_int_equal(uvchan_nats_stats(&t->c.nc, &t->stats), 0);
+  assert_int_equal(uvchan_nats_close(&t->c.nc, jconn_closed), 0);
+}
+
+static void test_server_restart(void** state) {
+  restart_t* t = calloc(1, sizeof(*t));
+  uint32_t i, lost = 0;
+  t->c.f = NFX(state);
+  t->srv = &t->c.f->srv;
+  assert_int_equal(uvchan_task_spawn(&t->c.f->ctx, restart_main, t, NULL), 0);
+  assert_int_equal(uv_run(&t->c.f->loop, UV_RUN_DEFAULT), 0);
+  for (i = 0; i < N_RESTART; i++)
+    if (t->pub.acked[i] && !t->pull.seen[i])
+      lost++;
+  print_message("    server restart: %llu reconnects, %llu acknowledged (%llu as duplicates of an "
+                "earlier send), %llu sends again, %llu stored, %u acknowledged but lost, "
+                "consumer %llu duplicates\n",
+                (unsigned long long)t->stats.reconnects, (unsigned long long)t->pub.nacked,
+                (unsigned long long)t->pub.ndup, (unsigned long long)t->pub.stats.retries,
+                (unsigned long long)t->stored, lost, (unsigned long long)t->pull.dups);
+  assert_int_equal(t->restarted, 1);
+  assert_true(t->stats.reconnects >= 1);
+  assert_int_equal(t->pub.nacked, N_RESTART); /* every publish acknowledged in the end */
+  assert_int_equal(t->pub.nfailed, 0);
+  assert_int_equal(lost, 0);                  /* and every acknowledged one is there */
+  assert_int_equal(t->pull.distinct, N_RESTART);
+  assert_int_equal(t->stored, N_RESTART); /* message ids: a send again is not stored twice */
+  assert_int_equal(t->c.closed, 1);
+  free(t->pub.acked);
+  free(t->pull.seen);
+  free(t);
+}
+
 int main(int argc, char** argv) {
   const struct CMUnitTest tests[] = {
       NTEST(test_publish_then_pull),
       NTEST(test_consumer_killed_midway),
+      NTEST(test_slow_consumer_bounds_producer),
+      NTEST(test_server_restart),
   };
   int r;
   if (argc == 4 && strcmp(argv[1], "--consume") == 0)
