@@ -517,6 +517,8 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
     return err;
   if (pub == NULL)
     return UV_EINVAL;
+  if (pub->magic_ == UVCHAN_NATS__PUB_MAGIC)
+    return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
     o = *opts;

@@ -344,6 +344,8 @@ int uvchan_nats_pull_start(uvchan_nats_t* nc, uvchan_nats_pull_t* p,
       (opts->filter != NULL && uvchan_nats_subject_check(opts->filter, 1) != 0) ||
       opts->max_batch < 0)
     return UV_EINVAL;
+  if (p->magic_ == UVCHAN_NATS__PULL_MAGIC)
+    return UV_EBUSY; /* live, or closing until its callback */
   o = *opts;
   if (o.capacity == 0)
     o.capacity = UVCHAN_NATS_DEFAULT_CAPACITY;

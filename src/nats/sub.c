@@ -46,6 +46,8 @@ int uvchan_nats_subscribe(uvchan_nats_t* nc, uvchan_nats_sub_t* sub, const char*
     return err;
   if (sub == NULL || uvchan_nats_subject_check(subject, 1) != 0)
     return UV_EINVAL;
+  if (sub->magic_ == UVCHAN_NATS__SUB_MAGIC)
+    return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
     o = *opts;
