@@ -38,3 +38,8 @@ row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
 row parked_cb - bytes/request "128B"
 for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done
+# The NATS module's workloads, when it was built (libnats found).
+if [ -x "$build/bench/nats-bench" ]; then
+  echo
+  sh "$here/nats/run.sh" "$build"
+fi
