@@ -113,7 +113,7 @@ struct uvchan_nats_s {
   uvchan_resource_t res_;
   uv_async_t async_;
   uv_mutex_t lock_;
-  uv_work_t work_;
+  void* job_;
   void* evq_;
   size_t evlen_;
   size_t evcap_;
@@ -152,19 +152,19 @@ struct uvchan_nats_s {
  * sets their closed, disconnected, reconnected and error handlers (those set before are
  * replaced: the events come through uvchan_nats_set_event_cb()), and `url` if given; they must
  * stay valid until `cb`, and must not set an event loop (natsOptions_SetEventLoop). The client's
- * connect blocks, so it runs on libuv's threadpool; `cb` runs from the loop with 0 or the
+ * connect blocks, so it runs on a thread of its own; `cb` runs from the loop with 0 or the
  * client's error (UV_ECONNREFUSED: no server; UV_ETIMEDOUT; UV_EACCES...), and also a connection
- * that failed must be closed with uvchan_nats_close(). Returns 0; UV_EINVAL (bad context, NULL
- * `nc` or `cb`, or no server given); UV_EBUSY (`nc` is live); UV_ECANCELED (shutdown); UV_EPERM
- * (wrong thread); UV_ENOMEM. */
+ * that failed must be closed with uvchan_nats_close(). `nc` must stay valid until its close
+ * callback. Returns 0; UV_EINVAL (bad context, NULL `nc` or `cb`, or no server given); UV_EBUSY
+ * (`nc` is live); UV_ECANCELED (shutdown); UV_EPERM (wrong thread); UV_ENOMEM; UV_EAGAIN (no
+ * thread to be had). */
 UVCHAN_EXTERN int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url,
                                       natsOptions* opts, uvchan_nats_connect_cb cb);
 
-/** uvchan_nats_connect() from a task: returns the status `cb` would get, or UV_ECANCELED when the
- * task is cancelled or its context shuts down meanwhile (the connect, which cannot be
- * interrupted, ends first: at most the client's connect timeout per server). Either way, close
- * `nc` with uvchan_nats_close() afterwards (unless the start failed with UV_EINVAL, UV_EBUSY,
- * UV_EPERM). */
+/** uvchan_nats_connect() from a task: returns the status `cb` would get, or UV_ECANCELED at once
+ * when the task is cancelled or its context shuts down meanwhile (the connect goes on behind,
+ * and fails). Either way, close `nc` with uvchan_nats_close() afterwards (unless the start
+ * failed with UV_EINVAL, UV_EBUSY, UV_EPERM): so `nc` must not live on a task's stack. */
 UVCHAN_EXTERN int uvchan_nats_task_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url,
                                            natsOptions* opts);
 
@@ -192,14 +192,15 @@ UVCHAN_EXTERN int uvchan_nats_stats(const uvchan_nats_t* nc, uvchan_nats_stats_t
 /** A blocking call of the NATS client, for uvchan_nats_task_call(). */
 typedef natsStatus (*uvchan_nats_call_fn)(uvchan_nats_t* nc, void* arg);
 
-/** Runs `fn(nc, arg)` on libuv's threadpool and blocks the calling task until it returns: for
+/** Runs `fn(nc, arg)` on a thread of its own and blocks the calling task until it returns: for
  * the client's blocking calls (JetStream management such as js_AddStream(), a flush, a
- * synchronous request) without blocking the loop. Returns uvchan_nats_err() of what `fn`
- * returned (refine JetStream errors with uvchan_nats_js_err() inside `fn`), or UV_ECANCELED when
- * the task was cancelled meanwhile and `fn` failed; `fn` itself always runs to its end (the
- * connection's close waits for it). Returns UV_EINVAL (outside a task, bad connection, NULL
- * `fn`), UV_ENOTCONN (not connected, or closing), UV_EPERM, or UV_ECANCELED at once in a
- * cancelled task. */
+ * synchronous request) without blocking the loop, nor holding one of libuv's threadpool threads
+ * for seconds. Returns uvchan_nats_err() of what `fn` returned (refine JetStream errors with
+ * uvchan_nats_js_err() inside `fn`). `fn` cannot be interrupted: a task cancelled meanwhile
+ * still waits for it (at most the client's own timeout) and gets its result, and only its later
+ * calls return UV_ECANCELED; the connection's close waits for it too. Returns UV_EINVAL (outside
+ * a task, bad connection, NULL `fn`), UV_ENOTCONN (not connected, or closing), UV_EPERM,
+ * UV_EAGAIN (no thread to be had), or UV_ECANCELED at once in a cancelled task. */
 UVCHAN_EXTERN int uvchan_nats_task_call(uvchan_nats_t* nc, uvchan_nats_call_fn fn, void* arg);
 
 /** Request/reply from a task: publishes `len` bytes of `data` on `subject` with a reply subject

@@ -144,6 +144,40 @@ void uvchan_nats__defer(uvchan_nats_t* nc, void* obj, void (*fn)(void*)) {
   (void)uvchan_nats__post(nc, UVCHAN_NATS__EV_CALLBACK, obj, f, 0);
 }
 
+static void uvchan_nats__job_main(void* arg) {
+  uvchan_nats__job_t* job = arg;
+  job->work(job);
+  /* Its last touch: the loop joins the thread, then calls done. (A connect that was called off
+   * before it began has no one to tell: its starter joins it.) */
+  if (job->nc != NULL)
+    (void)uvchan_nats__post(job->nc, UVCHAN_NATS__EV_JOB_DONE, job, NULL, 0);
+}
+
+int uvchan_nats__job_start(uvchan_nats_t* nc, uvchan_nats__job_t* job) {
+  int err;
+  job->nc = nc;
+  if ((err = uv_thread_create(&job->tid, uvchan_nats__job_main, job)) != 0)
+    return err;
+  if (nc->magic_ == UVCHAN_NATS__MAGIC)
+    uvchan_nats__active(nc, 1); /* its end comes through the async handle */
+  return 0;
+}
+
+/* The connection's own job (its connect, then its close): its thread starts before the async
+ * handle exists, so that no failure can leave a handle to close in memory that is the caller's
+ * again; it waits for `go` before the connect. */
+typedef struct {
+  uvchan_nats__job_t job;
+  uv_sem_t go;
+  int cancel;
+} uvchan_nats__conn_job_t;
+
+static void uvchan_nats__job_done(uvchan_nats_t* nc, uvchan_nats__job_t* job) {
+  uv_thread_join(&job->tid); /* it posted as its last act: no wait to speak of */
+  uvchan_nats__active(nc, -1);
+  job->done(job);
+}
+
 void uvchan_nats__active(uvchan_nats_t* nc, int delta) {
   nc->nactive_ += (size_t)(ssize_t)delta;
   if (nc->nactive_ > 0 && !(nc->flags_ & UVCHAN_NATS__F_REFD)) {
@@ -329,6 +363,9 @@ static void uvchan_nats__dispatch(uvchan_nats_t* nc, uvchan_nats__ev_t* ev) {
     case UVCHAN_NATS__EV_PULL_EXIT:
       uvchan_nats__pull_event(ev);
       break;
+    case UVCHAN_NATS__EV_JOB_DONE:
+      uvchan_nats__job_done(nc, ev->a);
+      break;
     case UVCHAN_NATS__EV_CALLBACK: {
       void (*fn)(void*);
       memcpy(&fn, &ev->b, sizeof(fn));
@@ -363,14 +400,21 @@ static void uvchan_nats__on_async(uv_async_t* handle) {
 
 /* ---- connect ---- */
 
-static void uvchan_nats__connect_work(uv_work_t* w) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats_t, work_);
+static void uvchan_nats__connect_work(uvchan_nats__job_t* job) {
+  uvchan_nats__conn_job_t* cj = (uvchan_nats__conn_job_t*)job;
+  uvchan_nats_t* nc = job->nc;
   natsConnection* conn = NULL;
   jsCtx* js = NULL;
-  natsStatus s = natsConnection_Connect(&conn, nc->opts_);
+  natsStatus s;
+  uv_sem_wait(&cj->go);
+  if (cj->cancel) {
+    job->nc = NULL;
+    return;
+  }
+  s = natsConnection_Connect(&conn, nc->opts_);
   if (s == NATS_OK)
     s = natsConnection_JetStream(&js, conn, NULL);
-  nc->conn = conn; /* the loop reads these after the work's completion */
+  nc->conn = conn; /* the loop reads these after the job's end */
   nc->js = js;
   nc->connect_status_ = uvchan_nats_err(s);
 }
@@ -424,10 +468,10 @@ static int uvchan_nats__inbox_start(uvchan_nats_t* nc) {
   return 0;
 }
 
-static void uvchan_nats__connect_after(uv_work_t* w, int status) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats_t, work_);
+static void uvchan_nats__connect_after(uvchan_nats__job_t* job) {
+  uvchan_nats_t* nc = job->nc;
   uvchan_nats_connect_cb cb = nc->connect_cb_;
-  int err = status != 0 ? status : nc->connect_status_;
+  int err = nc->connect_status_;
 
   nc->flags_ &= ~UVCHAN_NATS__F_WORK;
   if (nc->own_opts_ != NULL) {
@@ -461,6 +505,7 @@ static void uvchan_nats__shutdown(uvchan_resource_t* res) {
 int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url, natsOptions* opts,
                         uvchan_nats_connect_cb cb) {
   natsInbox* inbox = NULL;
+  uvchan_nats__conn_job_t* cj = NULL;
   natsOptions* o = opts;
   void* data;
   size_t n;
@@ -513,30 +558,45 @@ int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url, n
     goto fail;
   }
   nc->opts_ = o;
-  if (uv_mutex_init(&nc->lock_) != 0) {
+  if ((cj = calloc(1, sizeof(*cj))) == NULL || uv_sem_init(&cj->go, 0) != 0) {
+    free(cj);
     err = UV_ENOMEM;
     goto fail;
   }
-  /* In this order: nothing after the handle's init can fail, so a failure never leaves a
-   * handle for the loop to close in memory that is the caller's again. */
-  if ((err = uvchan_ctx_add_resource(ctx, &nc->res_, uvchan_nats__shutdown)) != 0) {
-    uv_mutex_destroy(&nc->lock_);
-    goto fail;
+  if (uv_mutex_init(&nc->lock_) != 0) {
+    err = UV_ENOMEM;
+    goto fail_job;
   }
+  if ((err = uvchan_ctx_add_resource(ctx, &nc->res_, uvchan_nats__shutdown)) != 0)
+    goto fail_mutex;
+  cj->job.work = uvchan_nats__connect_work;
+  cj->job.done = uvchan_nats__connect_after;
+  if ((err = uvchan_nats__job_start(nc, &cj->job)) != 0)
+    goto fail_res;
+  /* Nothing fails after the handle's init. */
   if ((err = uv_async_init(ctx->loop, &nc->async_, uvchan_nats__on_async)) != 0) {
-    (void)uvchan_ctx_remove_resource(&nc->res_);
-    uv_mutex_destroy(&nc->lock_);
-    goto fail;
+    cj->cancel = 1;
+    uv_sem_post(&cj->go);
+    uv_thread_join(&cj->job.tid);
+    goto fail_res;
   }
   uv_unref((uv_handle_t*)&nc->async_); /* see uvchan_nats__active() */
+  nc->job_ = cj;
   nc->connect_cb_ = cb;
   nc->state_ = UVCHAN_NATS__CONNECTING;
   nc->flags_ = UVCHAN_NATS__F_WORK;
   nc->magic_ = UVCHAN_NATS__MAGIC;
-  (void)uv_queue_work(ctx->loop, &nc->work_, uvchan_nats__connect_work,
-                      uvchan_nats__connect_after); /* fails only without a work callback */
+  uvchan_nats__active(nc, 1); /* the connect's end comes through the handle */
+  uv_sem_post(&cj->go);
   return 0;
 
+fail_res:
+  (void)uvchan_ctx_remove_resource(&nc->res_);
+fail_mutex:
+  uv_mutex_destroy(&nc->lock_);
+fail_job:
+  uv_sem_destroy(&cj->go);
+  free(cj);
 fail:
   if (inbox != NULL)
     natsInbox_Destroy(inbox);
@@ -613,14 +673,12 @@ int uvchan_nats__usable(const uvchan_nats_t* nc) {
 
 /* ---- close ---- */
 
-static void uvchan_nats__close_work(uv_work_t* w) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats_t, work_);
-  natsConnection_Close(nc->conn); /* joins the client's reader and flusher threads */
+static void uvchan_nats__close_work(uvchan_nats__job_t* job) {
+  natsConnection_Close(job->nc->conn); /* joins the client's reader and flusher threads */
 }
 
-static void uvchan_nats__close_after(uv_work_t* w, int status) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats_t, work_);
-  (void)status;
+static void uvchan_nats__close_after(uvchan_nats__job_t* job) {
+  uvchan_nats_t* nc = job->nc;
   nc->flags_ &= ~UVCHAN_NATS__F_WORK;
   uvchan_nats__close_step(nc);
 }
@@ -639,6 +697,9 @@ static void uvchan_nats__on_async_closed(uv_handle_t* handle) {
   free(nc->evspare_);
   free(nc->map_);
   free(nc->inbox_);
+  uv_sem_destroy(&((uvchan_nats__conn_job_t*)nc->job_)->go);
+  free(nc->job_);
+  nc->job_ = NULL;
   uv_mutex_destroy(&nc->lock_);
   nc->evq_ = nc->evspare_ = NULL;
   nc->map_ = NULL;
@@ -654,14 +715,14 @@ void uvchan_nats__close_step(uvchan_nats_t* nc) {
       nc->ncalls_ != 0 || nc->evclosed_)
     return;
   if (nc->conn != NULL && !(nc->flags_ & UVCHAN_NATS__F_CONN_CLOSED)) {
+    uvchan_nats__job_t* job = nc->job_;
     nc->flags_ |= UVCHAN_NATS__F_CONN_CLOSED | UVCHAN_NATS__F_WORK;
-    if (uv_queue_work(nc->ctx->loop, &nc->work_, uvchan_nats__close_work,
-                      uvchan_nats__close_after) != 0) {
-      nc->flags_ &= ~UVCHAN_NATS__F_WORK;
-      natsConnection_Close(nc->conn); /* cannot happen with a live loop; close here then */
-    } else {
+    job->work = uvchan_nats__close_work;
+    job->done = uvchan_nats__close_after;
+    if (uvchan_nats__job_start(nc, job) == 0)
       return;
-    }
+    nc->flags_ &= ~UVCHAN_NATS__F_WORK;
+    natsConnection_Close(nc->conn); /* no thread to be had: close from here then */
   }
   /* Wait until every thread of the client has let go of us. */
   if (nc->conn != NULL && !(nc->flags_ & UVCHAN_NATS__F_GOT_CLOSED))
@@ -708,30 +769,24 @@ int uvchan_nats_close(uvchan_nats_t* nc, uvchan_nats_close_cb cb) {
 /* ---- task calls ---- */
 
 typedef struct {
-  uv_work_t work;
+  uvchan_nats__job_t job;
   uvchan_await_t aw;
-  uvchan_nats_t* nc;
   uvchan_nats_call_fn fn;
   void* arg;
   natsStatus s;
 } uvchan_nats__call_t;
 
-static void uvchan_nats__call_work(uv_work_t* w) {
-  uvchan_nats__call_t* c = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats__call_t, work);
-  c->s = c->fn(c->nc, c->arg);
+static void uvchan_nats__call_work(uvchan_nats__job_t* job) {
+  uvchan_nats__call_t* c = (uvchan_nats__call_t*)job;
+  c->s = c->fn(job->nc, c->arg);
 }
 
-static void uvchan_nats__call_after(uv_work_t* w, int status) {
-  uvchan_nats__call_t* c = UVCHAN_NATS__CONTAINER_OF(w, uvchan_nats__call_t, work);
-  uvchan_nats_t* nc = c->nc;
+static void uvchan_nats__call_done(uvchan_nats__job_t* job) {
+  uvchan_nats__call_t* c = (uvchan_nats__call_t*)job;
+  uvchan_nats_t* nc = job->nc;
   nc->ncalls_--;
-  uvchan_await_done(&c->aw, status != 0 ? status : uvchan_nats_err(c->s));
+  uvchan_await_done(&c->aw, uvchan_nats_err(c->s));
   uvchan_nats__close_step(nc);
-}
-
-static void uvchan_nats__call_cancel(uvchan_await_t* aw) {
-  uvchan_nats__call_t* c = aw->data;
-  (void)uv_cancel((uv_req_t*)&c->work); /* works only before it started: then it reports it */
 }
 
 int uvchan_nats_task_call(uvchan_nats_t* nc, uvchan_nats_call_fn fn, void* arg) {
@@ -745,13 +800,14 @@ int uvchan_nats_task_call(uvchan_nats_t* nc, uvchan_nats_call_fn fn, void* arg) 
   if (uvchan_task_cancelled())
     return UV_ECANCELED;
   memset(&c, 0, sizeof(c));
-  c.nc = nc;
   c.fn = fn;
   c.arg = arg;
-  uvchan_await_init(&c.aw, uvchan_nats__call_cancel, NULL);
-  c.aw.data = &c;
-  if ((err = uv_queue_work(nc->ctx->loop, &c.work, uvchan_nats__call_work,
-                           uvchan_nats__call_after)) != 0)
+  c.job.work = uvchan_nats__call_work;
+  c.job.done = uvchan_nats__call_done;
+  /* No cancel hook: the call cannot be interrupted, and `c` is on this task's stack, so the task
+   * waits for its end even when cancelled (then it gets the call's real result). */
+  uvchan_await_init(&c.aw, NULL, NULL);
+  if ((err = uvchan_nats__job_start(nc, &c.job)) != 0)
     return err;
   nc->ncalls_++;
   return (int)uvchan_task_await(&c.aw);

@@ -38,9 +38,8 @@ enum {
 
 /* Connection flags_. */
 enum {
-  UVCHAN_NATS__F_WORK = 1u << 0,        /* the connect or close work is on the threadpool */
+  UVCHAN_NATS__F_WORK = 1u << 0,        /* the connect or close job runs */
   UVCHAN_NATS__F_GOT_CLOSED = 1u << 1,  /* the client's closed callback came */
-  UVCHAN_NATS__F_INBOX_DONE = 1u << 2,  /* the inbox subscription's delivery thread ended */
   UVCHAN_NATS__F_CONN_CLOSED = 1u << 3, /* natsConnection_Close() ran */
   UVCHAN_NATS__F_REFD = 1u << 4,        /* the async handle is referenced */
   UVCHAN_NATS__F_EVQ_CLOSED = 1u << 5,  /* the event queue takes nothing more */
@@ -70,7 +69,8 @@ enum {
   UVCHAN_NATS__EV_PULL_READY,   /* a: pull; status: its setup's code */
   UVCHAN_NATS__EV_FETCH,        /* a: pull, b: uvchan_nats__fetch_t* */
   UVCHAN_NATS__EV_PULL_EXIT,    /* a: pull, its thread ended */
-  UVCHAN_NATS__EV_CALLBACK      /* a: object, b: function (void (*)(void*)): a deferred call */
+  UVCHAN_NATS__EV_CALLBACK,     /* a: object, b: function (void (*)(void*)): a deferred call */
+  UVCHAN_NATS__EV_JOB_DONE      /* a: uvchan_nats__job_t* whose work returned */
 };
 
 typedef struct {
@@ -131,7 +131,19 @@ static inline void uvchan_nats__gate_leave(uvchan_nats__gate_t* g) {
 
 void uvchan_nats__gate_kill(uvchan_nats__gate_t* g);
 
+/* A blocking call of the client run on a thread of its own (a connect, a close, a task's call).
+ * Not libuv's threadpool: a connect or a JetStream request may block for seconds, and would hold
+ * one of its few threads that file operations need; and the client keeps state per thread
+ * (its error stack), freed when the thread ends: a thread of ours ends with its call. */
+typedef struct uvchan_nats__job_s {
+  uv_thread_t tid;
+  uvchan_nats_t* nc;
+  void (*work)(struct uvchan_nats__job_s* job); /* on the job's thread */
+  void (*done)(struct uvchan_nats__job_s* job); /* on the loop, once the thread is joined */
+} uvchan_nats__job_t;
+
 /* conn.c */
+int uvchan_nats__job_start(uvchan_nats_t* nc, uvchan_nats__job_t* job);
 int uvchan_nats__post(uvchan_nats_t* nc, int kind, void* a, void* b, int status);
 void uvchan_nats__defer(uvchan_nats_t* nc, void* obj, void (*fn)(void*));
 int uvchan_nats__usable(const uvchan_nats_t* nc); /* 0 or the code a start call returns */

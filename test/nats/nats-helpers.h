@@ -1,7 +1,8 @@
 /* The NATS suites' fixture: a loop, a context and a real nats-server of the test's own, on a free
  * loopback port, with JetStream and a temporary store directory. The server is a child process
- * that dies with the test process (PR_SET_PDEATHSIG), is stopped by the teardown, which cmocka
- * runs after a failed test too, and leaves no directory behind. */
+ * that dies with the thread that started it (PR_SET_PDEATHSIG: start it from the main thread), is
+ * stopped by the teardown, which cmocka runs after a failed test too, and leaves no directory
+ * behind. */
 #ifndef UVCHAN_NATS_HELPERS_H
 #define UVCHAN_NATS_HELPERS_H
 
