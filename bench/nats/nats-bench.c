@@ -106,9 +106,13 @@ static void meter_report(const char* name, meter_t* m) {
 
 /* ---- the publisher process ---- */
 
+static int fill_main(int n);
+
 static int publish_main(const char* subject, int n) {
   natsConnection* nc = NULL;
   int i;
+  if (strcmp(subject, "--fill") == 0)
+    return fill_main(n);
   CHECK(natsConnection_ConnectTo(&nc, url));
   for (i = 0; i < n; i++)
     CHECK(natsConnection_Publish(nc, subject, payload, sizeof(payload)));
@@ -393,13 +397,37 @@ static void js_setup(int fill) {
   cfg.Subjects = psubj;
   CHECK(js_AddStream(&si, js, &cfg, NULL, NULL));
   jsStreamInfo_Destroy(si);
+  (void)po;
+  (void)id;
+  (void)i;
+  if (fill) /* by another process: only the consumers count in this one's CPU time */
+    reap(spawn_publisher("--fill"));
+}
+
+/* The stream's content, published by a process of its own (--publish --fill N). */
+static int fill_main(int n) {
+  natsConnection* nc = NULL;
+  jsCtx* fjs = NULL;
+  jsOptions jo;
+  jsPubOptions po;
+  char id[32];
+  int i;
+  CHECK(natsConnection_ConnectTo(&nc, url));
+  jsOptions_Init(&jo);
+  jo.PublishAsync.MaxPending = 4096;
+  jo.PublishAsync.StallWait = 30000;
+  CHECK(natsConnection_JetStream(&fjs, nc, &jo));
   jsPubOptions_Init(&po);
-  for (i = 0; i < N * fill; i++) {
+  for (i = 0; i < n; i++) {
     snprintf(id, sizeof(id), "fill-%d", i);
     po.MsgId = id;
-    CHECK(js_PublishAsync(js, "bench.js", payload, sizeof(payload), &po));
+    CHECK(js_PublishAsync(fjs, "bench.js", payload, sizeof(payload), &po));
   }
-  CHECK(js_PublishAsyncComplete(js, NULL));
+  CHECK(js_PublishAsyncComplete(fjs, NULL));
+  jsCtx_Destroy(fjs);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return 0;
 }
 
 static void consumer_config(jsConsumerConfig* cc, const char* name) {
