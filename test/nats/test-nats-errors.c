@@ -121,7 +121,23 @@ typedef struct {
   int nostream_status;
   int pull_status;
   int pull_eof;
+  int full_status[2];
+  int noack_status;
+  unsigned noack_attempts;
+  int req_closed;
+  /* Objects that must outlive their close callbacks: not in a block of the task's stack. */
+  uvchan_nats_pub_t pub4, pub5;
+  uvchan_nats_sub_t noack, listener;
 } bad_t;
+
+static bad_t* BAD;
+
+static void bad_waiter(void* arg) {
+  natsMsg* r = NULL;
+  (void)arg;
+  BAD->req_closed = uvchan_nats_task_request(&BAD->nc, "nobody.answers.but.someone.listens", "x",
+                                             1, 0, &r);
+}
 
 static void bad_main(void* arg) {
   bad_t* t = arg;
@@ -178,6 +194,10 @@ static void bad_main(void* arg) {
   memset(&pub2, 0, sizeof(pub2));
   assert_int_equal(uvchan_nats_pub_init(&t->nc, &pub2, &po), UV_EINVAL);
   uvchan_destroy(&acks);
+  assert_int_equal(uvchan_init_shared(&t->f->ctx, &acks, sizeof(uvchan_nats_puback_t), 4), 0);
+  po.acks = &acks; /* a shared channel: the publisher sends from the loop only */
+  assert_int_equal(uvchan_nats_pub_init(&t->nc, &pub2, &po), UV_EINVAL);
+  uvchan_destroy(&acks);
   assert_int_equal(uvchan_nats_pub_init(&t->nc, NULL, NULL), UV_EINVAL);
   /* JetStream publish to a subject no stream listens on */
   assert_int_equal(uvchan_init(&t->f->ctx, &acks, sizeof(uvchan_nats_puback_t), 4), 0);
@@ -195,6 +215,53 @@ static void bad_main(void* arg) {
   assert_int_equal(uvchan_nats_pub_close(&pub3, NULL), 0);
   assert_int_equal(uvchan_task_recv(&acks, &a), UV_EOF);
   uvchan_destroy(&acks);
+  /* JetStream publishes the stream refuses for good: full (discard new), then no answer */
+  {
+    stream_def_t d;
+    uvchan_nats_pub_t* pub4 = &t->pub4;
+    uvchan_nats_pub_t* pub5 = &t->pub5;
+    uvchan_nats_sub_t* noack = &t->noack;
+    memset(&d, 0, sizeof(d));
+    d.name = "FULL";
+    d.subject = "full.x";
+    d.max_msgs = 1;
+    d.discard_new = 1;
+    assert_int_equal(uvchan_nats_task_call(&t->nc, add_stream_fn, &d), 0);
+    assert_int_equal(uvchan_init(&t->f->ctx, &acks, sizeof(uvchan_nats_puback_t), 4), 0);
+    memset(&po, 0, sizeof(po));
+    po.jetstream = 1;
+    po.acks = &acks;
+    po.retry_for = 300;
+    assert_int_equal(uvchan_nats_pub_init(&t->nc, pub4, &po), 0);
+    for (i = 0; i < 2; i++) {
+      m = nmsg("full.x", &i, sizeof(i));
+      assert_int_equal(uvchan_task_send(&pub4->chan, &m), 0);
+      assert_int_equal(uvchan_task_recv(&acks, &a), 0);
+      t->full_status[i] = a.status;
+      natsMsg_Destroy(a.msg);
+    }
+    assert_int_equal(uvchan_nats_pub_close(pub4, NULL), 0);
+    assert_int_equal(uvchan_task_recv(&acks, &a), UV_EOF);
+    uvchan_destroy(&acks);
+    /* a subscriber, no stream: no "no responders", and no acknowledgement either */
+    assert_int_equal(uvchan_nats_subscribe(&t->nc, noack, "noack.x", NULL), 0);
+    assert_int_equal(uvchan_init(&t->f->ctx, &acks, sizeof(uvchan_nats_puback_t), 4), 0);
+    po.acks = &acks;
+    po.ack_timeout = 100;
+    assert_int_equal(uvchan_nats_pub_init(&t->nc, pub5, &po), 0);
+    m = nmsg("noack.x", "x", 1);
+    assert_int_equal(uvchan_task_send(&pub5->chan, &m), 0);
+    assert_int_equal(uvchan_task_recv(&acks, &a), 0);
+    t->noack_status = a.status;
+    t->noack_attempts = a.attempts;
+    natsMsg_Destroy(a.msg);
+    assert_int_equal(uvchan_nats_pub_close(pub5, NULL), 0);
+    assert_int_equal(uvchan_task_recv(&acks, &a), UV_EOF);
+    uvchan_destroy(&acks);
+    assert_int_equal(uvchan_nats_sub_close(noack, NULL), 0);
+    while (uvchan_task_recv(&noack->chan, &m) == 0) /* the messages it got, till it closed */
+      natsMsg_Destroy(m);
+  }
   /* pull consumers: bad names, a missing stream */
   memset(&o, 0, sizeof(o));
   memset(&pull, 0, sizeof(pull));
@@ -221,8 +288,20 @@ static void bad_main(void* arg) {
   assert_int_equal(uvchan_nats_pub_stats(NULL, NULL), UV_EINVAL);
   assert_int_equal(uvchan_nats_pull_status(NULL), UV_EINVAL);
 
-  /* a connection closing, then closed */
-  assert_int_equal(uvchan_nats_close(&t->nc, on_closed), 0);
+  /* a connection closing, then closed; a request waiting then ends */
+  {
+    assert_int_equal(uvchan_nats_subscribe(&t->nc, &t->listener,
+                                           "nobody.answers.but.someone.listens", NULL), 0);
+    BAD = t;
+    t->req_closed = 1;
+    assert_int_equal(uvchan_task_spawn(&t->f->ctx, bad_waiter, NULL, NULL), 0);
+    assert_int_equal(uvchan_task_sleep(50), 0);
+    assert_int_equal(t->req_closed, 1); /* still waiting */
+    assert_int_equal(uvchan_nats_close(&t->nc, on_closed), 0);
+    assert_int_equal(uvchan_task_yield(), 0);
+    assert_int_equal(uvchan_task_sleep(1), 0);
+    assert_int_equal(t->req_closed, UV_ECANCELED);
+  }
   assert_int_equal(uvchan_nats_subscribe(&t->nc, &sub, "a", NULL), UV_ENOTCONN);
   assert_int_equal(uvchan_nats_pub_init(&t->nc, &pub2, NULL), UV_ENOTCONN);
   o.stream = "S";
@@ -253,6 +332,11 @@ static void test_bad_input(void** state) {
   assert_int_equal(t.nostream_status, UV_ENOENT);
   assert_int_equal(t.pull_eof, 1);
   assert_int_equal(t.pull_status, UV_ENOENT);
+  assert_int_equal(t.full_status[0], 0);
+  assert_int_equal(t.full_status[1], UV_ENOSPC);
+  assert_int_equal(t.noack_status, UV_ETIMEDOUT);
+  assert_true(t.noack_attempts >= 2); /* sent again after each ack timeout */
+  assert_int_equal(t.req_closed, UV_ECANCELED);
 }
 
 /* ---- a connection the client gives up on ---- */
@@ -265,7 +349,20 @@ typedef struct {
   int closed_events;
   int sub_eof;
   int after_sub, after_req;
+  int req_lost;
+  int pub_lost;
+  uvchan_nats_sub_t listener;
+  uvchan_nats_pub_t pub;
+  uvchan_t acks;
 } lost_t;
+
+static lost_t* LOST;
+
+static void lost_waiter(void* arg) {
+  natsMsg* r = NULL;
+  (void)arg;
+  LOST->req_lost = uvchan_nats_task_request(&LOST->nc, "lost.listen", "x", 1, 0, &r);
+}
 
 static void lost_event(uvchan_nats_t* nc, uvchan_nats_event ev, uvchan_nats_sub_t* sub,
                        int status) {
@@ -291,12 +388,35 @@ static void lost_main(void* arg) {
   natsOptions_Destroy(o);
   assert_int_equal(uvchan_nats_set_event_cb(&t->nc, lost_event), 0);
   assert_int_equal(uvchan_nats_subscribe(&t->nc, &t->sub, "lost", NULL), 0);
-  natsrv_halt(&t->f->srv, SIGTERM);
+  /* a request and a JetStream publish waiting for answers that will not come */
+  assert_int_equal(uvchan_nats_subscribe(&t->nc, &t->listener, "lost.listen", NULL), 0);
+  LOST = t;
+  assert_int_equal(uvchan_task_spawn(&t->f->ctx, lost_waiter, NULL, NULL), 0);
+  {
+    uvchan_nats_pub_opts_t po;
+    uvchan_nats_puback_t a;
+    assert_int_equal(uvchan_init(&t->f->ctx, &t->acks, sizeof(uvchan_nats_puback_t), 4), 0);
+    memset(&po, 0, sizeof(po));
+    po.jetstream = 1;
+    po.acks = &t->acks;
+    po.retry_for = 60000;
+    assert_int_equal(uvchan_nats_pub_init(&t->nc, &t->pub, &po), 0);
+    m = nmsg("lost.listen", "x", 1);
+    assert_int_equal(uvchan_task_send(&t->pub.chan, &m), 0);
+    assert_int_equal(uvchan_task_sleep(50), 0);
+    natsrv_halt(&t->f->srv, SIGTERM);
+    assert_int_equal(uvchan_task_recv(&t->acks, &a), 0);
+    t->pub_lost = a.status;
+    natsMsg_Destroy(a.msg);
+  }
   /* The subscription's channel closes with the connection: the receiver sees the end. */
   t->sub_eof = uvchan_task_recv(&t->sub.chan, &m) == UV_EOF;
   t->after_sub = uvchan_nats_subscribe(&t->nc, &s2, "x", NULL);
   t->after_req = uvchan_nats_task_request(&t->nc, "x", "x", 1, 100, &r);
   assert_int_equal(uvchan_nats_close(&t->nc, on_closed), 0);
+  while (t->c.closed == 0)
+    assert_int_equal(uvchan_task_sleep(5), 0);
+  uvchan_destroy(&t->acks);
 }
 
 static void test_connection_lost(void** state) {
@@ -309,6 +429,8 @@ static void test_connection_lost(void** state) {
   assert_int_equal(t.closed_events, 1);
   assert_int_equal(t.after_sub, UV_ENOTCONN);
   assert_int_equal(t.after_req, UV_ENOTCONN);
+  assert_int_equal(t.req_lost, UV_ENOTCONN);
+  assert_int_equal(t.pub_lost, UV_ENOTCONN);
   assert_int_equal(t.c.closed, 1);
 }
 
