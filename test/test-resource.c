@@ -111,8 +111,12 @@ static void test_shutdown_hooks_once_after_tasks(void** state) {
 }
 
 static void* other_thread_result;
+static int other_check[2];
+static uvchan_ctx_t* other_ctx;
 static void from_other_thread(void* arg) {
   other_thread_result = (void*)(intptr_t)uvchan_ctx_remove_resource(arg);
+  other_check[0] = uvchan_ctx_check(other_ctx, 0);
+  other_check[1] = uvchan_ctx_check(other_ctx, 1);
 }
 
 static void test_wrong_thread(void** state) {
@@ -121,10 +125,41 @@ static void test_wrong_thread(void** state) {
   uv_thread_t th;
   memset(&res, 0, sizeof(res));
   assert_int_equal(uvchan_ctx_add_resource(&f->ctx, &res, hook_now), 0);
+  other_ctx = &f->ctx;
   assert_int_equal(uv_thread_create(&th, from_other_thread, &res), 0);
   assert_int_equal(uv_thread_join(&th), 0);
   assert_int_equal((int)(intptr_t)other_thread_result, UV_EPERM);
+  assert_int_equal(other_check[0], UV_EPERM);
+  assert_int_equal(other_check[1], UV_EPERM);
   assert_int_equal(uvchan_ctx_remove_resource(&res), 0);
+}
+
+/* uvchan_ctx_check: what a call on the context would get now. */
+static void check_shut(uvchan_ctx_t* ctx) {
+  (void)ctx;
+}
+
+static void test_check(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_ctx_t zero;
+  uvchan_t ch;
+  memset(&zero, 0, sizeof(zero));
+  assert_int_equal(uvchan_ctx_check(&f->ctx, 1), 0);
+  assert_int_equal(uvchan_ctx_check(&f->ctx, 0), 0);
+  assert_int_equal(uvchan_ctx_check(NULL, 0), UV_EINVAL);
+  assert_int_equal(uvchan_ctx_check(&zero, 1), UV_EINVAL);
+  /* A task blocked until the shutdown ends it: the context stays in its shutdown meanwhile. */
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, blocked_task, &ch, NULL), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_ctx_shutdown(&f->ctx, check_shut), 0);
+  assert_int_equal(uvchan_ctx_check(&f->ctx, 1), UV_ECANCELED); /* no new objects */
+  assert_int_equal(uvchan_ctx_check(&f->ctx, 0), 0);            /* closes still go */
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_ctx_check(&f->ctx, 1), UV_EINVAL); /* closed */
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  assert_int_equal(uv_loop_init(&f->loop), 0); /* for the fixture's teardown */
+  assert_int_equal(uvchan_ctx_init(&f->loop, &f->ctx), 0);
 }
 
 int main(void) {
@@ -132,6 +167,7 @@ int main(void) {
       TEST(test_register_and_errors),
       TEST(test_shutdown_hooks_once_after_tasks),
       TEST(test_wrong_thread),
+      TEST(test_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
