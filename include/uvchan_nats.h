@@ -372,7 +372,8 @@ UVCHAN_EXTERN int uvchan_nats_pull_stats(const uvchan_nats_pull_t* pull,
 /** Stops fetching and closes `pull->chan` at once (receivers drain it, then get UV_EOF); when the
  * consumer's thread has ended, the channel is destroyed (messages still in it are handed back
  * to JetStream with natsMsg_Nak() and destroyed) and `cb` (may be NULL) runs from the loop. The
- * durable consumer stays on the server. Returns 0; UV_EINVAL (bad consumer or closing); UV_EPERM. */
+ * durable consumer stays on the server. Returns 0; UV_EINVAL (bad consumer or closing);
+ * UV_EPERM. */
 UVCHAN_EXTERN int uvchan_nats_pull_close(uvchan_nats_pull_t* pull, uvchan_nats_pull_close_cb cb);
 
 /* ------------------------------------------------------------------------------------------ */

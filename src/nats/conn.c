@@ -158,7 +158,7 @@ int uvchan_nats__job_start(uvchan_nats_t* nc, uvchan_nats__job_t* job) {
   job->nc = nc;
   if ((err = uv_thread_create(&job->tid, uvchan_nats__job_main, job)) != 0)
     return err;
-  if (nc->magic_ == UVCHAN_NATS__MAGIC)
+  if (UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     uvchan_nats__active(nc, 1); /* its end comes through the async handle */
   return 0;
 }
@@ -515,7 +515,7 @@ int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url, n
     return UV_EINVAL;
   if ((err = uvchan_ctx_check(ctx, 1)) != 0)
     return err;
-  if (nc->magic_ == UVCHAN_NATS__MAGIC)
+  if (UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EBUSY;
   data = nc->data; /* the user's, set before the init as libuv allows */
   memset(nc, 0, sizeof(*nc));
@@ -643,7 +643,7 @@ int uvchan_nats_task_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* u
 }
 
 int uvchan_nats_set_event_cb(uvchan_nats_t* nc, uvchan_nats_event_cb cb) {
-  if (nc == NULL || nc->magic_ != UVCHAN_NATS__MAGIC)
+  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   if (!uvchan_nats__on_thread(nc))
     return UV_EPERM;
@@ -652,7 +652,7 @@ int uvchan_nats_set_event_cb(uvchan_nats_t* nc, uvchan_nats_event_cb cb) {
 }
 
 int uvchan_nats_stats(const uvchan_nats_t* nc, uvchan_nats_stats_t* stats) {
-  if (nc == NULL || stats == NULL || nc->magic_ != UVCHAN_NATS__MAGIC)
+  if (nc == NULL || stats == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   stats->disconnects = nc->disconnects_;
   stats->reconnects = nc->reconnects_;
@@ -662,7 +662,7 @@ int uvchan_nats_stats(const uvchan_nats_t* nc, uvchan_nats_stats_t* stats) {
 
 int uvchan_nats__usable(const uvchan_nats_t* nc) {
   int err;
-  if (nc == NULL || nc->magic_ != UVCHAN_NATS__MAGIC)
+  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   if ((err = uvchan_ctx_check(nc->ctx, 1)) != 0)
     return err == UV_EINVAL ? UV_ENOTCONN : err;
@@ -749,7 +749,8 @@ void uvchan_nats__close_step(uvchan_nats_t* nc) {
 }
 
 int uvchan_nats_close(uvchan_nats_t* nc, uvchan_nats_close_cb cb) {
-  if (nc == NULL || nc->magic_ != UVCHAN_NATS__MAGIC || nc->state_ == UVCHAN_NATS__CLOSING)
+  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC) ||
+      nc->state_ == UVCHAN_NATS__CLOSING)
     return UV_EINVAL;
   if (!uvchan_nats__on_thread(nc))
     return UV_EPERM;

@@ -17,7 +17,13 @@
 
 #include <stdio.h>
 
-enum { UVCHAN_NATS__R_FREE = 0, UVCHAN_NATS__R_WAIT, UVCHAN_NATS__R_BACKOFF, UVCHAN_NATS__R_SETTLED };
+/* A record's state. */
+enum {
+  UVCHAN_NATS__R_FREE = 0,
+  UVCHAN_NATS__R_WAIT,    /* sent, its acknowledgement awaited */
+  UVCHAN_NATS__R_BACKOFF, /* refused for a passing reason: sent again when due */
+  UVCHAN_NATS__R_SETTLED  /* its outcome waits for room on the acks channel */
+};
 enum {
   UVCHAN_NATS__PUB_CLOSED_CHAN = 1u << 9, /* the channel is gone (a shutdown, an abort) */
   UVCHAN_NATS__PUB_TIMER = 1u << 10,
@@ -41,7 +47,7 @@ typedef struct uvchan_nats__rec_s {
 } uvchan_nats__rec_t;
 
 static int uvchan_nats__pub_ok(const uvchan_nats_pub_t* pub) {
-  return pub != NULL && pub->magic_ == UVCHAN_NATS__PUB_MAGIC;
+  return pub != NULL && UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC);
 }
 
 static uint64_t uvchan_nats__now(uvchan_nats_pub_t* pub) {
@@ -150,7 +156,7 @@ static long long uvchan_nats__json_num(const char* json, const char* key) {
   if (p == NULL)
     return -1;
   p += strlen(key);
-  while (*p == ' ' || *p == ':')
+  while (*p == ' ')
     p++;
   if (*p < '0' || *p > '9')
     return -1;
@@ -214,9 +220,10 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
     memcpy(buf, data, (size_t)n);
   buf[n] = '\0';
   natsMsg_Destroy(msg);
-  if (strstr(buf, "\"error\"") != NULL) {
-    code = uvchan_nats__json_num(buf, "\"code\"");
-    err_code = uvchan_nats__json_num(buf, "\"err_code\"");
+  /* Keys with their colon: a stream may well be named "error" or "seq". */
+  if (strstr(buf, "\"error\":{") != NULL) {
+    code = uvchan_nats__json_num(buf, "\"code\":");
+    err_code = uvchan_nats__json_num(buf, "\"err_code\":");
     status = uvchan_nats_js_err(NATS_ERR, err_code > 0 ? (jsErrCode)err_code : (jsErrCode)0);
     if (status == UV_ENOSPC || code == 503)
       uvchan_nats__retry_later(r, status == UV_EIO ? UV_EAGAIN : status);
@@ -224,7 +231,7 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
       uvchan_nats__settle(r, status);
     return;
   }
-  seq = uvchan_nats__json_num(buf, "\"seq\"");
+  seq = uvchan_nats__json_num(buf, "\"seq\":");
   if (seq < 0) {
     uvchan_nats__settle(r, UV_EPROTO);
     return;
@@ -517,7 +524,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
     return err;
   if (pub == NULL)
     return UV_EINVAL;
-  if (pub->magic_ == UVCHAN_NATS__PUB_MAGIC)
+  if (UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)

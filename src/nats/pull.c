@@ -18,7 +18,7 @@
 enum { UVCHAN_NATS__P_READY = 1u << 8, UVCHAN_NATS__P_FAILED = 1u << 9 };
 
 static int uvchan_nats__pull_ok(const uvchan_nats_pull_t* p) {
-  return p != NULL && p->magic_ == UVCHAN_NATS__PULL_MAGIC;
+  return p != NULL && UVCHAN_NATS__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC);
 }
 
 static void uvchan_nats__nak(natsMsg* msg) {
@@ -344,7 +344,7 @@ int uvchan_nats_pull_start(uvchan_nats_t* nc, uvchan_nats_pull_t* p,
       (opts->filter != NULL && uvchan_nats_subject_check(opts->filter, 1) != 0) ||
       opts->max_batch < 0)
     return UV_EINVAL;
-  if (p->magic_ == UVCHAN_NATS__PULL_MAGIC)
+  if (UVCHAN_NATS__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   o = *opts;
   if (o.capacity == 0)

@@ -9,7 +9,7 @@
 #include "nats-internal.h"
 
 static int uvchan_nats__sub_ok(const uvchan_nats_sub_t* sub) {
-  return sub != NULL && sub->magic_ == UVCHAN_NATS__SUB_MAGIC;
+  return sub != NULL && UVCHAN_NATS__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC);
 }
 
 static void uvchan_nats__on_msg(natsConnection* conn, natsSubscription* s, natsMsg* msg,
@@ -46,7 +46,7 @@ int uvchan_nats_subscribe(uvchan_nats_t* nc, uvchan_nats_sub_t* sub, const char*
     return err;
   if (sub == NULL || uvchan_nats_subject_check(subject, 1) != 0)
     return UV_EINVAL;
-  if (sub->magic_ == UVCHAN_NATS__SUB_MAGIC)
+  if (UVCHAN_NATS__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
@@ -68,7 +68,8 @@ int uvchan_nats_subscribe(uvchan_nats_t* nc, uvchan_nats_sub_t* sub, const char*
   sub->nc_ = nc;
   sub->gate_ = g;
   if (o.queue != NULL)
-    s = natsConnection_QueueSubscribe(&sub->sub, nc->conn, subject, o.queue, uvchan_nats__on_msg, g);
+    s = natsConnection_QueueSubscribe(&sub->sub, nc->conn, subject, o.queue, uvchan_nats__on_msg,
+                                      g);
   else
     s = natsConnection_Subscribe(&sub->sub, nc->conn, subject, uvchan_nats__on_msg, g);
   if (s != NATS_OK) {

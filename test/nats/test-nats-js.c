@@ -19,8 +19,8 @@ static void jconn_closed(uvchan_nats_t* nc) {
 
 static void jconnect(jconn_t* c, natsOptions* o) {
   c->nc.data = c;
-  assert_int_equal(uvchan_nats_task_connect(&c->f->ctx, &c->nc, o == NULL ? c->f->srv.url : NULL, o),
-                   0);
+  assert_int_equal(
+      uvchan_nats_task_connect(&c->f->ctx, &c->nc, o == NULL ? c->f->srv.url : NULL, o), 0);
 }
 
 static void make_stream(jconn_t* c, const char* name, const char* subject, int64_t max_msgs,
@@ -660,9 +660,9 @@ static void test_server_restart(void** state) {
   for (i = 0; i < N_RESTART; i++)
     if (t->pub.acked[i] && !t->pull.seen[i])
       lost++;
-  print_message("    server restarts (clean, then killed): %llu reconnects, %llu acknowledged (%llu as duplicates of an "
-                "earlier send), %llu sends again, %llu stored, %u acknowledged but lost, "
-                "consumer %llu duplicates\n",
+  print_message("    server restarts (clean, then killed): %llu reconnects, %llu acknowledged "
+                "(%llu as duplicates of an earlier send), %llu sends again, %llu stored, "
+                "%u acknowledged but lost, consumer %llu duplicates\n",
                 (unsigned long long)t->stats.reconnects, (unsigned long long)t->pub.nacked,
                 (unsigned long long)t->pub.ndup, (unsigned long long)t->pub.stats.retries,
                 (unsigned long long)t->stored, lost, (unsigned long long)t->pull.dups);
