@@ -129,6 +129,8 @@ struct uvchan_nats_s {
   size_t inbox_len_;
   natsSubscription* inbox_sub_;
   void* inbox_gate_;
+  natsSubscription** graves_;
+  size_t ngraves_;
   natsOptions* opts_;
   natsOptions* own_opts_;
   uvchan_nats_connect_cb connect_cb_;
@@ -372,7 +374,9 @@ UVCHAN_EXTERN int uvchan_nats_pull_stats(const uvchan_nats_pull_t* pull,
 /** Stops fetching and closes `pull->chan` at once (receivers drain it, then get UV_EOF); when the
  * consumer's thread has ended, the channel is destroyed (messages still in it are handed back
  * to JetStream with natsMsg_Nak() and destroyed) and `cb` (may be NULL) runs from the loop. The
- * durable consumer stays on the server. Returns 0; UV_EINVAL (bad consumer or closing);
+ * durable consumer stays on the server. Messages received before may still be acknowledged
+ * until the connection's close callback (the client's subscription, which they point to, lives
+ * until then). Returns 0; UV_EINVAL (bad consumer or closing);
  * UV_EPERM. */
 UVCHAN_EXTERN int uvchan_nats_pull_close(uvchan_nats_pull_t* pull, uvchan_nats_pull_close_cb cb);
 

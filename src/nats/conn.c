@@ -91,6 +91,16 @@ int uvchan_nats__on_thread(const uvchan_nats_t* nc) {
   return uvchan_ctx_check(nc->ctx, 0) == 0;
 }
 
+void uvchan_nats__bury(uvchan_nats_t* nc, natsSubscription* sub) {
+  natsSubscription** g = realloc(nc->graves_, (nc->ngraves_ + 1) * sizeof(*g));
+  if (g == NULL) {
+    natsSubscription_Destroy(sub); /* out of memory: late acknowledgements are the user's risk */
+    return;
+  }
+  nc->graves_ = g;
+  g[nc->ngraves_++] = sub;
+}
+
 void uvchan_nats__free_msg_dtor(uvchan_t* ch, void* value) {
   (void)ch;
   natsMsg_Destroy(*(natsMsg**)value);
@@ -734,6 +744,10 @@ void uvchan_nats__close_step(uvchan_nats_t* nc) {
     return;
   natsSubscription_Destroy(nc->inbox_sub_);
   nc->inbox_sub_ = NULL;
+  while (nc->ngraves_ > 0)
+    natsSubscription_Destroy(nc->graves_[--nc->ngraves_]);
+  free(nc->graves_);
+  nc->graves_ = NULL;
   jsCtx_Destroy(nc->js);
   nc->js = NULL;
   natsConnection_Destroy(nc->conn);

@@ -173,6 +173,8 @@ void uvchan_nats__reply_subject(const uvchan_nats_t* nc, uint64_t token, char* b
 uint64_t uvchan_nats__map_add(uvchan_nats_t* nc, uvchan_nats__pending_t* p);
 int uvchan_nats__map_remove(uvchan_nats_t* nc, uvchan_nats__pending_t* p);
 int uvchan_nats__on_thread(const uvchan_nats_t* nc);
+/* Keeps a closed subscription until the connection's end (see pull.c). */
+void uvchan_nats__bury(uvchan_nats_t* nc, natsSubscription* sub);
 void uvchan_nats__free_msg_dtor(uvchan_t* ch, void* value);
 
 /* sub.c */

@@ -271,8 +271,11 @@ static void uvchan_nats__pull_finish(uvchan_nats_pull_t* p) {
     (void)uvchan_release(&p->permits_[--p->held_]);
   p->link_.prev->next = p->link_.next;
   p->link_.next->prev = p->link_.prev;
+  /* The subscription is destroyed with the connection, not now: a message received from it
+   * points to it, and may be acknowledged after this close (natsMsg_Ack reads its
+   * subscription). Its thread was joined, its fetches are over: it only waits. */
   if (p->sub != NULL)
-    natsSubscription_Destroy(p->sub); /* keeps the durable consumer */
+    uvchan_nats__bury(nc, p->sub);
   p->sub = NULL;
   uvchan_destroy(&p->chan); /* messages left are handed back (NAK) */
   uv_cond_destroy(&p->cond_);

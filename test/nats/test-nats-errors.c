@@ -298,16 +298,17 @@ static void bad_main(void* arg) {
     assert_int_equal(uvchan_task_sleep(50), 0);
     assert_int_equal(t->req_closed, 1); /* still waiting */
     assert_int_equal(uvchan_nats_close(&t->nc, on_closed), 0);
+    /* closing: refused at once, before the close can end */
+    assert_int_equal(uvchan_nats_subscribe(&t->nc, &sub, "a", NULL), UV_ENOTCONN);
+    assert_int_equal(uvchan_nats_pub_init(&t->nc, &pub2, NULL), UV_ENOTCONN);
+    o.stream = "S";
+    assert_int_equal(uvchan_nats_pull_start(&t->nc, &pull, &o), UV_ENOTCONN);
+    assert_int_equal(uvchan_nats_task_request(&t->nc, "a", "x", 1, 100, &r), UV_ENOTCONN);
+    assert_int_equal(uvchan_nats_task_call(&t->nc, NULL, NULL), UV_EINVAL);
     assert_int_equal(uvchan_task_yield(), 0);
     assert_int_equal(uvchan_task_sleep(1), 0);
     assert_int_equal(t->req_closed, UV_ECANCELED);
   }
-  assert_int_equal(uvchan_nats_subscribe(&t->nc, &sub, "a", NULL), UV_ENOTCONN);
-  assert_int_equal(uvchan_nats_pub_init(&t->nc, &pub2, NULL), UV_ENOTCONN);
-  o.stream = "S";
-  assert_int_equal(uvchan_nats_pull_start(&t->nc, &pull, &o), UV_ENOTCONN);
-  assert_int_equal(uvchan_nats_task_request(&t->nc, "a", "x", 1, 100, &r), UV_ENOTCONN);
-  assert_int_equal(uvchan_nats_task_call(&t->nc, NULL, NULL), UV_EINVAL);
   for (i = 0; i < 200 && t->c.closed == 0; i++)
     assert_int_equal(uvchan_task_sleep(5), 0);
   assert_int_equal(t->c.closed, 1);
