@@ -165,8 +165,9 @@ UVCHAN_EXTERN int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, cons
 
 /** uvchan_nats_connect() from a task: returns the status `cb` would get, or UV_ECANCELED at once
  * when the task is cancelled or its context shuts down meanwhile (the connect goes on behind,
- * and fails). Either way, close `nc` with uvchan_nats_close() afterwards (unless the start
- * failed with UV_EINVAL, UV_EBUSY, UV_EPERM): so `nc` must not live on a task's stack. */
+ * and fails; `opts` must then stay valid until `nc`'s close callback). Either way, close `nc`
+ * with uvchan_nats_close() afterwards (unless the start failed with UV_EINVAL, UV_EBUSY,
+ * UV_EPERM): so `nc` must not live on a task's stack. */
 UVCHAN_EXTERN int uvchan_nats_task_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url,
                                            natsOptions* opts);
 
@@ -198,11 +199,12 @@ typedef natsStatus (*uvchan_nats_call_fn)(uvchan_nats_t* nc, void* arg);
  * the client's blocking calls (JetStream management such as js_AddStream(), a flush, a
  * synchronous request) without blocking the loop, nor holding one of libuv's threadpool threads
  * for seconds. Returns uvchan_nats_err() of what `fn` returned (refine JetStream errors with
- * uvchan_nats_js_err() inside `fn`). `fn` cannot be interrupted: a task cancelled meanwhile
- * still waits for it (at most the client's own timeout) and gets its result, and only its later
- * calls return UV_ECANCELED; the connection's close waits for it too. Returns UV_EINVAL (outside
- * a task, bad connection, NULL `fn`), UV_ENOTCONN (not connected, or closing), UV_EPERM,
- * UV_EAGAIN (no thread to be had), or UV_ECANCELED at once in a cancelled task. */
+ * uvchan_nats_js_err() inside `fn`). `fn` cannot be interrupted: a task cancelled meanwhile (or
+ * whose context shuts down) still waits for it to end, at most the client's own timeout, and
+ * then gets UV_ECANCELED (what `fn` did stays done); the connection's close waits for it too.
+ * Returns UV_EINVAL (outside a task, bad connection, NULL `fn`), UV_ENOTCONN (not connected, or
+ * closing), UV_EPERM, UV_EAGAIN (no thread to be had), or UV_ECANCELED at once in a cancelled
+ * task. */
 UVCHAN_EXTERN int uvchan_nats_task_call(uvchan_nats_t* nc, uvchan_nats_call_fn fn, void* arg);
 
 /** Request/reply from a task: publishes `len` bytes of `data` on `subject` with a reply subject

@@ -820,12 +820,13 @@ int uvchan_nats_task_call(uvchan_nats_t* nc, uvchan_nats_call_fn fn, void* arg) 
   c.job.work = uvchan_nats__call_work;
   c.job.done = uvchan_nats__call_done;
   /* No cancel hook: the call cannot be interrupted, and `c` is on this task's stack, so the task
-   * waits for its end even when cancelled (then it gets the call's real result). */
+   * waits for its end even when cancelled, and then reports the cancel. */
   uvchan_await_init(&c.aw, NULL, NULL);
   if ((err = uvchan_nats__job_start(nc, &c.job)) != 0)
     return err;
   nc->ncalls_++;
-  return (int)uvchan_task_await(&c.aw);
+  err = (int)uvchan_task_await(&c.aw);
+  return uvchan_task_cancelled() ? UV_ECANCELED : err;
 }
 
 void uvchan_nats__gate_kill(uvchan_nats__gate_t* g) {

@@ -463,6 +463,90 @@ static void test_shutdown(void** state) {
   free(t);
 }
 
+/* ---- cancelling a task in a connect or a blocking call ---- */
+
+typedef struct {
+  nfixture_t* f;
+  uvchan_nats_t nc, nc2;
+  uvchan_task_ref_t connecting, calling;
+  int connect_r, call_r, call_ran;
+  int closed;
+  int listener;
+  natsOptions* o; /* valid until nc's close callback: the connect went on behind */
+} cancel_t;
+
+static void cancel_closed(uvchan_nats_t* nc) {
+  ((cancel_t*)nc->data)->closed++;
+}
+
+static void c_connecting(void* arg) {
+  cancel_t* t = arg;
+  natsOptions* o = NULL;
+  char url[64];
+  struct sockaddr_in a;
+  socklen_t len = sizeof(a);
+  /* A server that accepts the connection and never speaks: the client waits for its INFO. */
+  assert_int_equal(getsockname(t->listener, (struct sockaddr*)&a, &len), 0);
+  snprintf(url, sizeof(url), "nats://127.0.0.1:%d", ntohs(a.sin_port));
+  assert_int_equal(natsOptions_Create(&o), NATS_OK);
+  assert_int_equal(natsOptions_SetURL(o, url), NATS_OK);
+  assert_int_equal(natsOptions_SetTimeout(o, 1000), NATS_OK);
+  assert_int_equal(natsOptions_SetMaxReconnect(o, 0), NATS_OK);
+  t->nc.data = t;
+  t->o = o;
+  t->connect_r = uvchan_nats_task_connect(&t->f->ctx, &t->nc, NULL, o);
+  assert_int_equal(uvchan_nats_close(&t->nc, cancel_closed), 0);
+}
+
+static natsStatus slow_fn(uvchan_nats_t* nc, void* arg) {
+  (void)nc;
+  uv_sleep(200);
+  ((cancel_t*)arg)->call_ran = 1;
+  return NATS_OK;
+}
+
+static void c_calling(void* arg) {
+  cancel_t* t = arg;
+  t->call_r = uvchan_nats_task_call(&t->nc2, slow_fn, t);
+}
+
+static void c_main(void* arg) {
+  cancel_t* t = arg;
+  t->nc2.data = t;
+  assert_int_equal(uvchan_nats_task_connect(&t->f->ctx, &t->nc2, t->f->srv.url, NULL), 0);
+  assert_int_equal(uvchan_task_spawn_ref(&t->f->ctx, &t->connecting, c_connecting, t, NULL), 0);
+  assert_int_equal(uvchan_task_spawn_ref(&t->f->ctx, &t->calling, c_calling, t, NULL), 0);
+  assert_int_equal(uvchan_task_sleep(50), 0);
+  assert_int_equal(uvchan_task_cancel(&t->connecting), 0);
+  assert_int_equal(uvchan_task_cancel(&t->calling), 0);
+  assert_int_equal(uvchan_task_sleep(10), 0);
+  assert_int_equal(t->connect_r, UV_ECANCELED); /* at once: the connect goes on behind */
+  assert_int_equal(t->call_r, 0);               /* not yet: the call runs to its end */
+  while (uvchan_task_alive(&t->calling))
+    assert_int_equal(uvchan_task_sleep(10), 0);
+  assert_int_equal(t->call_r, UV_ECANCELED);
+  assert_int_equal(t->call_ran, 1);
+  assert_int_equal(uvchan_nats_close(&t->nc2, cancel_closed), 0);
+}
+
+static void test_cancel_blocking_calls(void** state) {
+  cancel_t t;
+  struct sockaddr_in a;
+  memset(&t, 0, sizeof(t));
+  t.f = NFX(state);
+  t.listener = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(t.listener, (struct sockaddr*)&a, sizeof(a)), 0);
+  assert_int_equal(listen(t.listener, 4), 0);
+  assert_int_equal(uvchan_task_spawn(&t.f->ctx, c_main, &t, NULL), 0);
+  assert_int_equal(uv_run(&t.f->loop, UV_RUN_DEFAULT), 0);
+  close(t.listener);
+  natsOptions_Destroy(t.o);
+  assert_int_equal(t.closed, 2); /* the abandoned connect ended, and its connection closed */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       NTEST(test_pub_to_sub),
@@ -470,6 +554,7 @@ int main(void) {
       NTEST(test_queue_group),
       NTEST(test_slow_consumer_policy),
       NTEST(test_shutdown),
+      NTEST(test_cancel_blocking_calls),
   };
   int r = cmocka_run_group_tests(tests, NULL, NULL);
   nats_CloseAndWait(1000); /* the client's own threads and memory, for leak checkers */
