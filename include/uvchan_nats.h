@@ -335,6 +335,8 @@ struct uvchan_nats_pull_s {
   char* stream_;
   char* consumer_;
   char* filter_;
+  char* ackpfx_;
+  size_t ackpfx_len_;
   uvchan_nats_pull_opts_t opts_;
   uint64_t fetched_;
   uint64_t redelivered_;
