@@ -454,6 +454,7 @@ struct uvchan_nats_pub_s {
   uint64_t retries_;
   uint64_t next_id_;
   char id_prefix_[32];
+  size_t id_prefix_len_;
   unsigned flags_;
   uint32_t magic_;
 };

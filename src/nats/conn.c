@@ -209,7 +209,7 @@ void uvchan_nats__event(uvchan_nats_t* nc, uvchan_nats_event ev, uvchan_nats_sub
 
 void uvchan_nats__reply_subject(const uvchan_nats_t* nc, uint64_t token, char* buf) {
   memcpy(buf, nc->inbox_, nc->inbox_len_);
-  snprintf(buf + nc->inbox_len_, 21, "%llu", (unsigned long long)token);
+  uvchan_nats__u64(buf + nc->inbox_len_, token);
 }
 
 static int uvchan_nats__map_grow(uvchan_nats_t* nc) {

@@ -148,17 +148,24 @@ static void uvchan_nats__settle(uvchan_nats__rec_t* r, int status) {
 
 /* ---- JetStream acknowledgements ---- */
 
-/* A number after `key` in a small JSON object, or -1. The acknowledgement is the server's:
- * {"stream":"S","seq":5,"duplicate":true} or {"error":{"code":503,"err_code":10077,...}}. */
-static long long uvchan_nats__json_num(const char* json, const char* key) {
+/* The value of `key` (quoted, with its colon: a stream may well be named "error" or "seq") in
+ * the server's small JSON answer, past any white space, or NULL. The acknowledgement is
+ * {"stream":"S", "seq":5} or {"stream":"S", "seq":5,"duplicate": true}, an error
+ * {"error":{"code":503,"err_code":10077,"description":"..."}}: spacing is the server's choice. */
+static const char* uvchan_nats__json_value(const char* json, const char* key) {
   const char* p = strstr(json, key);
-  long long n = 0;
   if (p == NULL)
-    return -1;
-  p += strlen(key);
-  while (*p == ' ')
-    p++;
-  if (*p < '0' || *p > '9')
+    return NULL;
+  for (p += strlen(key); *p == ' ' || *p == '\t'; p++)
+    ;
+  return p;
+}
+
+/* A non-negative number as the value of `key`, or -1. */
+static long long uvchan_nats__json_num(const char* json, const char* key) {
+  const char* p = uvchan_nats__json_value(json, key);
+  long long n = 0;
+  if (p == NULL || *p < '0' || *p > '9')
     return -1;
   for (; *p >= '0' && *p <= '9'; p++)
     n = n * 10 + (*p - '0');
@@ -197,6 +204,7 @@ static void uvchan_nats__pub_on_reply(uvchan_nats__pending_t* p, natsMsg* msg, i
 static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, int status) {
   char buf[512];
   const char* data;
+  const char* v;
   long long code, err_code, seq;
   int n;
 
@@ -220,8 +228,8 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
     memcpy(buf, data, (size_t)n);
   buf[n] = '\0';
   natsMsg_Destroy(msg);
-  /* Keys with their colon: a stream may well be named "error" or "seq". */
-  if (strstr(buf, "\"error\":{") != NULL) {
+  v = uvchan_nats__json_value(buf, "\"error\":");
+  if (v != NULL && *v == '{') {
     code = uvchan_nats__json_num(buf, "\"code\":");
     err_code = uvchan_nats__json_num(buf, "\"err_code\":");
     status = uvchan_nats_js_err(NATS_ERR, err_code > 0 ? (jsErrCode)err_code : (jsErrCode)0);
@@ -237,7 +245,8 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
     return;
   }
   r->seq = (uint64_t)seq;
-  r->dup = strstr(buf, "\"duplicate\":true") != NULL;
+  v = uvchan_nats__json_value(buf, "\"duplicate\":");
+  r->dup = v != NULL && strncmp(v, "true", 4) == 0;
   uvchan_nats__settle(r, 0);
 }
 
@@ -352,11 +361,12 @@ static void uvchan_nats__pub_take(uvchan_nats_pub_t* pub, natsMsg* msg) {
     status = uvchan_nats_err(s);
   } else {
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &v) == NATS_OK && v != NULL &&
-        strlen(v) < sizeof(r->id))
+        strlen(v) < sizeof(r->id)) {
       memcpy(r->id, v, strlen(v) + 1);
-    else
-      snprintf(r->id, sizeof(r->id), "%s%llu", pub->id_prefix_,
-               (unsigned long long)++pub->next_id_);
+    } else { /* the prefix (at most 31 bytes) and a count (at most 20 digits) fit in 64 */
+      memcpy(r->id, pub->id_prefix_, pub->id_prefix_len_);
+      uvchan_nats__u64(r->id + pub->id_prefix_len_, ++pub->next_id_);
+    }
     if (!(pub->flags_ & UVCHAN_NATS__PUB_TIMER)) {
       uint64_t tick = pub->opts_.ack_timeout / 4;
       tick = tick < 5 ? 5 : tick > 100 ? 100 : tick;
@@ -559,6 +569,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
   /* Message ids: a unique prefix (the inbox's random part) and a count. */
   snprintf(pub->id_prefix_, sizeof(pub->id_prefix_), "%.24s-",
            strchr(inbox, '.') != NULL ? strchr(inbox, '.') + 1 : inbox);
+  pub->id_prefix_len_ = strlen(pub->id_prefix_);
   natsInbox_Destroy(inbox);
   if ((err = uvchan_init(nc->ctx, &pub->chan, sizeof(natsMsg*), o.capacity)) != 0) {
     free(recs);

@@ -286,6 +286,65 @@ static void test_nak_redelivered(void** state) {
   free(t.pub.acked);
 }
 
+/* ---- the application's own message ids: a message sent twice is stored once ---- */
+
+typedef struct {
+  jconn_t c;
+  uvchan_nats_pub_t pub;
+  uvchan_t acks;
+  uvchan_nats_puback_t a[3], end;
+  uint64_t stored;
+} dedupe_t;
+
+static void dedupe_main(void* arg) {
+  dedupe_t* t = arg;
+  uvchan_nats_pub_opts_t po;
+  stream_info_t si;
+  natsMsg* m;
+  int i;
+  jconnect(&t->c, NULL);
+  make_stream(&t->c, "DD", "dd.>", 0, 0);
+  assert_int_equal(uvchan_init(&t->c.f->ctx, &t->acks, sizeof(uvchan_nats_puback_t), 4), 0);
+  memset(&po, 0, sizeof(po));
+  po.jetstream = 1;
+  po.acks = &t->acks;
+  assert_int_equal(uvchan_nats_pub_init(&t->c.nc, &t->pub, &po), 0);
+  for (i = 0; i < 3; i++) {
+    m = nmsg("dd.x", "x", 1);
+    /* the first two carry the same id: an application sending again after a crash */
+    assert_int_equal(natsMsgHeader_Set(m, "Nats-Msg-Id", i < 2 ? "order-17" : "order-18"),
+                     NATS_OK);
+    assert_int_equal(uvchan_task_send(&t->pub.chan, &m), 0);
+    assert_int_equal(uvchan_task_recv(&t->acks, &t->a[i]), 0);
+    natsMsg_Destroy(t->a[i].msg);
+  }
+  assert_int_equal(uvchan_nats_pub_close(&t->pub, NULL), 0);
+  assert_int_equal(uvchan_task_recv(&t->acks, &t->end), UV_EOF); /* every outcome was in */
+  uvchan_destroy(&t->acks);
+  memset(&si, 0, sizeof(si));
+  si.name = "DD";
+  assert_int_equal(uvchan_nats_task_call(&t->c.nc, stream_info_fn, &si), 0);
+  t->stored = si.msgs;
+  assert_int_equal(uvchan_nats_close(&t->c.nc, jconn_closed), 0);
+}
+
+static void test_message_ids(void** state) {
+  dedupe_t t;
+  memset(&t, 0, sizeof(t));
+  t.c.f = NFX(state);
+  assert_int_equal(uvchan_task_spawn(&t.c.f->ctx, dedupe_main, &t, NULL), 0);
+  assert_int_equal(uv_run(&t.c.f->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(t.a[0].status, 0);
+  assert_int_equal(t.a[0].duplicate, 0);
+  assert_int_equal(t.a[1].status, 0);
+  assert_int_equal(t.a[1].duplicate, 1);        /* the stream had it */
+  assert_int_equal(t.a[1].seq, t.a[0].seq);     /* the same stored message */
+  assert_int_equal(t.a[2].duplicate, 0);
+  assert_int_equal(t.a[2].seq, t.a[0].seq + 1);
+  assert_int_equal(t.stored, 2);
+  assert_int_equal(t.c.closed, 1);
+}
+
 /* ---- a consumer process killed midway, then another one ---- */
 
 enum { N_KILL = 100000 };
@@ -753,6 +812,7 @@ int main(int argc, char** argv) {
   const struct CMUnitTest tests[] = {
       NTEST(test_publish_then_pull),
       NTEST(test_nak_redelivered),
+      NTEST(test_message_ids),
       NTEST(test_consumer_killed_midway),
       NTEST(test_slow_consumer_bounds_producer),
       NTEST(test_server_restart),
