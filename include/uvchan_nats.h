@@ -175,11 +175,13 @@ UVCHAN_EXTERN int uvchan_nats_task_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc,
  * connection, UV_EPERM. */
 UVCHAN_EXTERN int uvchan_nats_set_event_cb(uvchan_nats_t* nc, uvchan_nats_event_cb cb);
 
-/** Closes `nc` and everything opened on it: pending requests and calls end with UV_ECANCELED
- * (calls already running end first), subscriptions, consumers and publishers close as their own
- * close would, the client's connection is closed and destroyed (on the threadpool: closing
- * joins the client's threads), and `cb` (may be NULL) runs from the loop once the struct may be
- * freed. Returns 0; UV_EINVAL for a connection not initialised or closing already; UV_EPERM. */
+/** Closes `nc` and everything opened on it: waiting requests end with UV_ECANCELED; subscriptions
+ * and consumers close as their own close would (their channels close: receivers drain them,
+ * then get UV_EOF); publishers are aborted (nothing more is published, publishes awaiting their
+ * acknowledgement settle with UV_ECANCELED); a uvchan_nats_task_call() still running ends first;
+ * the client's connection is closed (on a thread of its own: closing joins the client's
+ * threads) and destroyed; and `cb` (may be NULL) runs from the loop once the struct may be freed.
+ * Returns 0; UV_EINVAL for a connection not initialised or closing already; UV_EPERM. */
 UVCHAN_EXTERN int uvchan_nats_close(uvchan_nats_t* nc, uvchan_nats_close_cb cb);
 
 /** Counters of a connection. */
