@@ -80,3 +80,8 @@ if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
     "j2 $build/examples/echo_server -j 2 PORT" \
     "j4 $build/examples/echo_server -j 4 PORT"
 fi
+# The NATS module's workloads, when it was built (libnats found).
+if [ -x "$build/bench/nats-bench" ]; then
+  echo
+  sh "$here/nats/run.sh" "$build"
+fi

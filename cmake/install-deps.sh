@@ -10,9 +10,12 @@ command -v pkg-config >/dev/null 2>&1 || pkgs="$pkgs pkg-config"
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists 'libuv >= 1.44' || pkgs="$pkgs libuv1-dev"
   pkg-config --exists cmocka || pkgs="$pkgs libcmocka-dev"
+  # The optional NATS module (uvchan_nats) and its tests: the client library and a server.
+  pkg-config --exists libnats || pkgs="$pkgs libnats-dev"
 else
-  pkgs="$pkgs libuv1-dev libcmocka-dev"
+  pkgs="$pkgs libuv1-dev libcmocka-dev libnats-dev"
 fi
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || pkgs="$pkgs nats-server"
 for extra in "$@"; do
   case "$extra" in
     clang) command -v clang >/dev/null 2>&1 || pkgs="$pkgs clang" ;;

@@ -597,6 +597,49 @@ void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res) {
     uvchan__ctx_shutdown_step(ctx);
 }
 
+/* The public form, for modules and applications. */
+static void uvchan__resource_hook(struct uvchan__res_s* r) {
+  uvchan_resource_t* res = UVCHAN__CONTAINER_OF(r, uvchan_resource_t, res_);
+  res->shutdown_(res);
+}
+
+int uvchan_ctx_add_resource(uvchan_ctx_t* ctx, uvchan_resource_t* res,
+                            uvchan_resource_cb shutdown) {
+  int err;
+  if (!uvchan__ctx_ok(ctx) || (ctx->flags_ & UVCHAN__CTX_CLOSING) || res == NULL ||
+      shutdown == NULL)
+    return UV_EINVAL;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
+  if (UVCHAN__MAGIC_IS(res, UVCHAN__RES_MAGIC) && res->res_.link.next != NULL)
+    return UV_EBUSY;
+  res->ctx_ = ctx;
+  res->shutdown_ = shutdown;
+  res->magic_ = UVCHAN__RES_MAGIC;
+  uvchan__res_add(ctx, &res->res_, uvchan__resource_hook);
+  return 0;
+}
+
+int uvchan_ctx_check(const uvchan_ctx_t* ctx, int starting) {
+  if (!uvchan__ctx_ok(ctx) || (starting && (ctx->flags_ & UVCHAN__CTX_CLOSING)))
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  if (starting && (ctx->flags_ & UVCHAN__CTX_SHUTDOWN))
+    return UV_ECANCELED;
+  return 0;
+}
+
+int uvchan_ctx_remove_resource(uvchan_resource_t* res) {
+  if (res == NULL || !UVCHAN__MAGIC_IS(res, UVCHAN__RES_MAGIC) || res->res_.link.next == NULL)
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(res->ctx_))
+    return UV_EPERM;
+  res->magic_ = 0;
+  uvchan__res_remove(res->ctx_, &res->res_);
+  return 0;
+}
+
 /* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head; a
  * select with a shared case that another thread completed just now leaves only this waiter. */
 static void uvchan__cancel_queue(struct uvchan__link_s* q) {
@@ -651,9 +694,25 @@ void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx) {
     return;
   ctx->flags_ |= UVCHAN__CTX_STEPPING;
   if (!(ctx->flags_ & UVCHAN__CTX_RES_CLOSED)) {
+    struct uvchan__link_s pending;
+    struct uvchan__res_s* res;
     ctx->flags_ |= UVCHAN__CTX_RES_CLOSED;
-    while (!uvchan__list_empty(&ctx->res_)) /* each hook unregisters its resource */
-      ((struct uvchan__res_s*)ctx->res_.next)->shutdown((struct uvchan__res_s*)ctx->res_.next);
+    /* Each hook runs once. A resource goes back on the context's list before its hook, which may
+     * unregister it then or later (or unregister another one still pending here). */
+    uvchan__list_init(&pending);
+    if (!uvchan__list_empty(&ctx->res_)) {
+      pending.next = ctx->res_.next;
+      pending.prev = ctx->res_.prev;
+      pending.next->prev = &pending;
+      pending.prev->next = &pending;
+      uvchan__list_init(&ctx->res_);
+    }
+    while (!uvchan__list_empty(&pending)) {
+      res = (struct uvchan__res_s*)pending.next;
+      uvchan__list_remove(&res->link);
+      uvchan__list_push(&ctx->res_, &res->link);
+      res->shutdown(res);
+    }
   }
   if (ctx->nres_ == 0) {
     while (!uvchan__list_empty(&ctx->chans_))

@@ -76,6 +76,7 @@ extern int uvchan__memcheck;
 #define UVCHAN__REQ_MAGIC 0x75726571u   /* "ureq": set while a request is pending */
 #define UVCHAN__WG_MAGIC 0x75776721u    /* "uwg!" */
 #define UVCHAN__TIMER_MAGIC 0x75746d72u /* "utmr" */
+#define UVCHAN__RES_MAGIC 0x75727363u   /* "ursc": a registered uvchan_resource_t */
 
 /* Request state_ bits. WAITING/QUEUED/DEADLINE are the lifecycle, cleared before the callback;
  * TASK marks a request embedded in a task and stays. */
@@ -227,8 +228,10 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx);
  * registry, never the context, so it is safe after the context's memory was freed. */
 int uvchan__ctx_alive(uint32_t slot, uint64_t gen);
 /* Registers / unregisters something the context's graceful shutdown must close. The shutdown
- * calls `shutdown`, which must unregister the resource before it returns; a close that goes on
- * asynchronously (a libuv handle's) is announced with uvchan__ctx_closing_begin(). An open
+ * calls `shutdown` once per resource; the resource unregisters itself, before the hook returns
+ * (a timer: a close that goes on asynchronously is then announced with
+ * uvchan__ctx_closing_begin()) or later (a public uvchan_resource_t: a module's connection whose
+ * threads must stop first), and the shutdown goes on when the last one has left. An open
  * resource makes uvchan_ctx_close() return UV_EBUSY. */
 void uvchan__res_add(uvchan_ctx_t* ctx, struct uvchan__res_s* res, void (*shutdown)(struct uvchan__res_s*));
 void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);

@@ -99,6 +99,46 @@ UVCHAN_EXTERN int uvchan_ctx_close(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb);
  * another thread. */
 UVCHAN_EXTERN int uvchan_ctx_shutdown(uvchan_ctx_t* ctx, uvchan_ctx_close_cb cb);
 
+/** Something a context owns besides its channels and tasks, added by an optional module (a NATS
+ * connection of uvchan_nats) or by the application: a graceful shutdown asks it to close, and
+ * the context does not close while it is registered (uvchan_ctx_add_resource()). */
+typedef struct uvchan_resource_s uvchan_resource_t;
+
+/** A resource's shutdown hook (uvchan_ctx_add_resource()). */
+typedef void (*uvchan_resource_cb)(uvchan_resource_t* res);
+
+/** A registration of a resource with a context; the caller owns it, embedded in its own struct. */
+struct uvchan_resource_s {
+  void* data; /**< user data, untouched */
+  /* private */
+  struct uvchan__res_s res_;
+  uvchan_ctx_t* ctx_;
+  uvchan_resource_cb shutdown_;
+  uint32_t magic_;
+};
+
+/** Registers `res` with `ctx`. uvchan_ctx_shutdown() calls `shutdown(res)` once, from the loop,
+ * after every task has ended and before it destroys the channels still alive: the hook starts
+ * closing what `res` stands for (its channels may still be used meanwhile, threads it runs
+ * stopped) and unregisters it with uvchan_ctx_remove_resource(), at once or later (from a close
+ * callback, say). The shutdown goes on when the last resource has left. While `res` is
+ * registered, uvchan_ctx_close() returns UV_EBUSY. Returns 0; UV_EINVAL for a bad context or one
+ * closing, a NULL `res` or `shutdown`; UV_EBUSY when `res` is registered already; UV_ECANCELED
+ * during a shutdown; UV_EPERM from another thread. */
+UVCHAN_EXTERN int uvchan_ctx_add_resource(uvchan_ctx_t* ctx, uvchan_resource_t* res,
+                                          uvchan_resource_cb shutdown);
+
+/** The code a call on `ctx` would return now, for modules that build their own objects on a
+ * context: with `starting` 1 (a call that starts something), 0 when it may go on, UV_EINVAL for a
+ * bad context or one closing, UV_EPERM from another thread than the context's, UV_ECANCELED once
+ * a shutdown began; with `starting` 0 (a close, a query that must run on the context's thread),
+ * only UV_EINVAL for a bad context and UV_EPERM. */
+UVCHAN_EXTERN int uvchan_ctx_check(const uvchan_ctx_t* ctx, int starting);
+
+/** Unregisters `res`, from its shutdown hook or at any other time. Returns 0; UV_EINVAL when `res`
+ * is not registered; UV_EPERM from another thread than its context's. */
+UVCHAN_EXTERN int uvchan_ctx_remove_resource(uvchan_resource_t* res);
+
 /** Makes the calling thread the owner of `ctx`: for a loop that moves between threads (run on a
  * worker, then torn down by the thread that joined it). uvchan hands a context over by itself
  * when another thread runs its deliveries; this is for the thread that takes the loop back, or

@@ -1,0 +1,45 @@
+# Installs this build into WORK/prefix, then builds and runs the consumer above with
+# find_package(uvchan CONFIG COMPONENTS nats) and with `pkg-config uvchan_nats` (cmake -P, from
+# the consumer-nats test). Variables: SOURCE_DIR, BUILD_DIR, WORK, C_COMPILER, C_FLAGS, GENERATOR,
+# PKG_CONFIG, LIBDIR.
+cmake_minimum_required(VERSION 3.16)
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "FAILED (${rc}): ${cmd}\n${out}")
+  endif()
+  set(run_output "${out}" PARENT_SCOPE)
+endfunction()
+file(REMOVE_RECURSE "${WORK}")
+set(prefix "${WORK}/prefix")
+run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
+foreach(f include/uvchan_nats.h ${LIBDIR}/pkgconfig/uvchan_nats.pc
+          ${LIBDIR}/cmake/uvchan/uvchan_natsTargets.cmake
+          ${LIBDIR}/cmake/uvchan/uvchan_natsDependency.cmake)
+  if(NOT EXISTS "${prefix}/${f}")
+    message(FATAL_ERROR "not installed: ${f}")
+  endif()
+endforeach()
+set(ENV{CMAKE_PREFIX_PATH} "${prefix}")
+set(ENV{LD_LIBRARY_PATH} "${prefix}/${LIBDIR}")
+run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/nats/consumer" -B "${WORK}/pkg" -G "${GENERATOR}"
+    -DCMAKE_C_COMPILER=${C_COMPILER} "-DCMAKE_C_FLAGS=${C_FLAGS}")
+run(${CMAKE_COMMAND} --build "${WORK}/pkg")
+foreach(exe consumer consumer_static)
+  if(EXISTS "${WORK}/pkg/${exe}")
+    run("${WORK}/pkg/${exe}")
+    message(STATUS "${exe}: ${run_output}")
+  endif()
+endforeach()
+if(PKG_CONFIG AND EXISTS "${prefix}/${LIBDIR}/libuvchan_nats.so")
+  set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
+  run(${PKG_CONFIG} --cflags --libs uvchan_nats)
+  string(STRIP "${run_output}" flags)
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  separate_arguments(cflags UNIX_COMMAND "${C_FLAGS}")
+  run(${C_COMPILER} ${cflags} "${SOURCE_DIR}/test/nats/consumer/main.c" ${flags}
+      -o "${WORK}/pc-consumer")
+  run("${WORK}/pc-consumer")
+  message(STATUS "pkg-config: ${run_output}")
+endif()
