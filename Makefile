@@ -24,7 +24,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	@for d in handshake worker backpressure seed_tasks "sieve 20" deadlock; do \
+	@for d in hello handshake worker backpressure seed_tasks "sieve 20" deadlock; do \
 	  echo; echo "==== build/examples/$$d"; ./$(BUILD)/examples/$$d || exit 1; \
 	done
 
