@@ -1,19 +1,34 @@
 #!/bin/sh
 # make bench: uvchan's workloads and the Go peer's, run alternately three times on this machine;
-# prints the median of each and the ratio uvchan / Go.   usage: bench/run.sh BUILD_DIR
+# prints the median of each and the ratio uvchan / Go; then the echo servers (bench/echo.sh).
+#   usage: bench/run.sh BUILD_DIR
 set -e
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-export GOMAXPROCS=1 GOCACHE="$PWD/$build/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export GOCACHE="$PWD/$build/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
 (cd "$here/peers/go" && go build -o "$OLDPWD/$build/bench/go-peer" .)
 c="$build/bench/uvchan-bench"
 g="$build/bench/go-peer"
+# Go runs on one thread (GOMAXPROCS=1), as uvchan's loop does, except for the thread workloads,
+# whose uvchan side is two loops on two threads.
+gorun() { # workload
+  case "$1" in
+    thread_*) GOMAXPROCS=2 "$g" -w "$1" ;;
+    *) GOMAXPROCS=1 "$g" -w "$1" ;;
+  esac
+}
+# uvchan's thread workloads come with the threads issue; until then only Go's side runs.
+cw="pingpong buffered pipeline select sieve parked spawn"
+gw="$cw thread_pingpong thread_buffered"
+for w in thread_pingpong thread_buffered; do
+  "$c" -w $w -n 1 > /dev/null 2>&1 && cw="$cw $w"
+done
 for run in 1 2 3; do
-  for w in pingpong buffered pipeline select sieve parked spawn; do
-    "$c" -w $w >> "$out/c.txt"
-    "$g" -w $w >> "$out/go.txt"
+  for w in $gw; do
+    case " $cw " in *" $w "*) "$c" -w "$w" >> "$out/c.txt" ;; esac
+    gorun "$w" >> "$out/go.txt"
   done
   for w in pingpong_cb buffered_cb parked_cb scale; do "$c" -w $w >> "$out/c.txt"; done
 done
@@ -24,7 +39,9 @@ median() { # file key
 printf '%-14s %12s %12s %8s %8s\n' workload uvchan go ratio target
 row() { # key go-key unit target
   cv=$(median "$out/c.txt" "$1"); gv=$(median "$out/go.txt" "$2")
-  if [ -n "$gv" ]; then r=$(awk -v a="$cv" -v b="$gv" 'BEGIN {printf "%.3f", a/b}'); else r=-; gv=-; fi
+  if [ -n "$gv" ] && [ -n "$cv" ]; then r=$(awk -v a="$cv" -v b="$gv" 'BEGIN {printf "%.3f", a/b}'); else r=-; fi
+  [ -n "$cv" ] || cv=-
+  [ -n "$gv" ] || gv=-
   printf '%-14s %12s %12s %8s %8s  %s\n' "$1" "$cv" "$gv" "$r" "$4" "$3"
 }
 row pingpong pingpong ns/roundtrip 0.25
@@ -38,3 +55,8 @@ row pingpong_cb pingpong "ns/roundtrip (vs Go pingpong)" 0.15
 row buffered_cb buffered1024 "ns/item (vs Go buffered)" -
 row parked_cb - bytes/request "128B"
 for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done
+row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2)" 0.5
+row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
+if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
+  sh "$here/echo.sh" "$build"
+fi

@@ -1,5 +1,6 @@
 // The Go side of uvchan's benchmarks: the same workloads as bench/uvchan-bench.c, printing the
-// same one-line format, "<workload> <n> <value> <unit> [details]". Run with GOMAXPROCS=1.
+// same one-line format, "<workload> <n> <value> <unit> [details]". Run with GOMAXPROCS=1, except
+// the thread_* workloads (the peers of uvchan's two loops on two threads): GOMAXPROCS=2.
 package main
 
 import (
@@ -157,6 +158,54 @@ func spawn(n int) {
 	fmt.Printf("spawn %d %.1f ns/task (spawn, run, exit)\n", n, perOp(time.Since(start), n))
 }
 
+// The peers of uvchan's thread workloads: the same exchange between two goroutines, each free to
+// run on its own thread (GOMAXPROCS=2), neither of them the main goroutine.
+func threadPingpong(n int) {
+	a, b, done := make(chan int), make(chan int), make(chan time.Duration)
+	go func() {
+		for v := range a {
+			b <- v + 1
+		}
+		close(b)
+	}()
+	go func() {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			a <- i
+			if <-b != i+1 {
+				panic("thread_pingpong: wrong value")
+			}
+		}
+		d := time.Since(start)
+		close(a)
+		done <- d
+	}()
+	d := <-done
+	fmt.Printf("thread_pingpong %d %.1f ns/roundtrip gomaxprocs=%d\n", n, perOp(d, n), runtime.GOMAXPROCS(0))
+}
+
+func threadBuffered(items int) {
+	c, done := make(chan int, 1024), make(chan int)
+	go func() {
+		sum := 0
+		for v := range c {
+			sum += v
+		}
+		done <- sum
+	}()
+	start := time.Now()
+	go func() {
+		for i := 0; i < items; i++ {
+			c <- i
+		}
+		close(c)
+	}()
+	if sum := <-done; sum != items*(items-1)/2 {
+		panic("thread_buffered: wrong sum")
+	}
+	fmt.Printf("thread_buffered %d %.1f ns/item gomaxprocs=%d\n", items, perOp(time.Since(start), items), runtime.GOMAXPROCS(0))
+}
+
 func main() {
 	n := flag.Int("n", 1000000, "operations")
 	w := flag.String("w", "all", "workload")
@@ -175,6 +224,8 @@ func main() {
 	run("sieve", func() { sieve(2000) })
 	run("parked", func() { parked(100000) })
 	run("spawn", func() { spawn(*n) })
+	run("thread_pingpong", func() { threadPingpong(*n) })
+	run("thread_buffered", func() { threadBuffered(*n * 10) })
 	if !ran {
 		fmt.Fprintln(os.Stderr, "unknown workload", *w)
 		os.Exit(2)
