@@ -282,6 +282,45 @@ static int m_case_ready(const mcase_t* k) {
   return ch->len > 0 || ch->nsq > 0 || ch->closed;
 }
 
+/* The library's random source, mirrored: select picks among ready cases and links a waiting
+ * select's cases in an order drawn from the context's xoroshiro128+ (seeded by splitmix64 in
+ * uvchan_ctx_seed()). The model draws the same numbers at the same points, so it knows the order
+ * in which two cases of one select sit in a channel's queue. */
+static uint64_t m_rng[2];
+
+static uint64_t m_rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t m_splitmix(uint64_t* x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static void m_seed(uint64_t seed) {
+  m_rng[0] = m_splitmix(&seed);
+  m_rng[1] = m_splitmix(&seed);
+}
+
+static uint32_t m_rand_below(uint32_t n) {
+  uint64_t s0 = m_rng[0], s1 = m_rng[1], r = s0 + s1;
+  s1 ^= s0;
+  m_rng[0] = m_rotl(s0, 24) ^ s1 ^ (s1 << 16);
+  m_rng[1] = m_rotl(s1, 37);
+  return (uint32_t)(((r >> 32) * (uint64_t)n) >> 32);
+}
+
+/* The draws of a select's poll that finds ready cases: one per ready case after the first
+ * (reservoir sampling). Call before the model performs the chosen case. */
+static void m_poll_draws(const mcase_t* cases, int n) {
+  uint32_t k = 0;
+  for (int i = 0; i < n; i++)
+    if (m_case_ready(&cases[i]) && ++k > 1)
+      (void)m_rand_below(k);
+}
+
 /* Close and destroy fail the receivers first, then the senders, oldest first; a select leaves
  * with the case it was found by. */
 static void m_fail_queues(int c, int rstatus, int sstatus) {
@@ -294,13 +333,12 @@ static void m_fail_queues(int c, int rstatus, int sstatus) {
 
 /* ---- checks against the real library ---- */
 
-/* What uvchan_ctx_walk_waiting() finds: channel waiters, and tasks waiting on a wait group. */
+/* What uvchan_ctx_walk_waiting() finds: every party that waits, once (a select however many of
+ * its cases wait; a task on a channel, a wait group or a sleep; a callback wait-group wait). */
 static size_t count_waiters(void) {
   size_t n = 0;
-  for (int c = 0; c < NCH; c++)
-    n += (size_t)(M.ch[c].nsq + M.ch[c].nrq);
-  for (int i = 0; i < M.nwgq; i++)
-    n += M.p[M.wgq[i].party].kind == K_TASK;
+  for (int i = 0; i < NPARTY; i++)
+    n += M.p[i].state == S_WAITING;
   return n;
 }
 
@@ -558,6 +596,7 @@ static void op_try_select(reader_t* r) {
     CHECK_EQ("try_select with nothing ready", got, UV_EAGAIN);
     return;
   }
+  m_poll_draws(tmp.cases, n);
   CHECK("try_select picked a case", got >= 0 && got < n);
   CHECK("try_select picked a ready case", m_case_ready(&tmp.cases[got]));
   want_st = tmp.cases[got].op == UVCHAN_OP_SEND ? m_send_now(tmp.cases[got].ch, tmp.cases[got].sval)
@@ -600,8 +639,15 @@ static void op_close(reader_t* r) {
 
 /* Party pi waits in every case's queue (a plain send or receive has one case). */
 static void m_wait_all(int pi, int dl) {
+  int order[MAXCASES], j;
+  /* the library links a select's cases in a random order (Fisher-Yates, as select.c) */
+  for (int i = 0; i < M.p[pi].ncases; i++) {
+    j = i > 0 ? (int)m_rand_below((uint32_t)i + 1) : 0;
+    order[i] = order[j];
+    order[j] = i;
+  }
   for (int i = 0; i < M.p[pi].ncases; i++)
-    m_wait(pi, i);
+    m_wait(pi, order[i]);
   M.p[pi].state = S_WAITING;
   M.p[pi].dl0 = dl == 1;
 }
@@ -765,6 +811,7 @@ static void top_start(reader_t* r, int kind) {
     CHECK_EQ("select start", real_start(p, kind, p->rcases, (unsigned)n, dl), 0);
     if (any_ready(p)) {
       /* The library completed one case at once; its index is already final. */
+      m_poll_draws(p->cases, n);
       st = m_select_apply(pi, p->r.sel.index, &v);
       m_complete(pi, st, p->r.sel.index, v, 0);
     } else {
@@ -874,6 +921,7 @@ static void task_body(void* arg) {
           break;
         }
         if (any_ready(p)) {
+          m_poll_draws(p->cases, n);
           got = task_real_select(p, (unsigned)n, dl, &st);
           want = m_select_apply(pi, got, &v);
           CHECK_EQ("task select status", st, want);
@@ -951,6 +999,7 @@ static void setup(reader_t* r) {
   CHECK_EQ("loop init", uv_loop_init(&M.loop), 0);
   CHECK_EQ("ctx init", uvchan_ctx_init(&M.loop, &M.ctx), 0);
   uvchan_ctx_seed(&M.ctx, (uint64_t)b0 * 0x9e3779b97f4a7c15ull);
+  m_seed((uint64_t)b0 * 0x9e3779b97f4a7c15ull);
   M.batch = (b0 & 7) == 7 ? 1024 : 1u + (unsigned)(b0 & 7);
   CHECK_EQ("batch", uvchan_ctx_set_batch(&M.ctx, M.batch), 0);
   if (b0 & 0x80)
