@@ -27,6 +27,9 @@
 #include "uvchan-internal.h"
 
 #include <stdlib.h>
+#if !defined(_WIN32)
+#include <poll.h>
+#endif
 
 static uv_mutex_t* uvchan__lock(uvchan_t* core) {
   return (uv_mutex_t*)core->lock_;
@@ -57,10 +60,14 @@ struct uvchan__waiter_s* uvchan__claim_first(struct uvchan__link_s* q) {
   return NULL;
 }
 
+static void uvchan__on_prepare(uv_prepare_t* prepare);
+
 static void uvchan__xwait_begin(uvchan_ctx_t* ctx, uvchan_req_t* req) {
   req->state_ |= UVCHAN__REQ_WAITING | UVCHAN__REQ_SHWAIT;
-  if (ctx->nxwait_++ == 0)
+  if (ctx->nxwait_++ == 0) {
     uv_ref((uv_handle_t*)&ctx->async_);
+    uv_prepare_start(&ctx->prepare_, uvchan__on_prepare);
+  }
 }
 
 void uvchan__xsel_complete(uvchan_select_t* sel, int status) {
@@ -98,8 +105,10 @@ void uvchan__req_finish(uvchan_req_t* req) {
       if (sel->cases_[i].chan != NULL)
         uvchan__unlink_case(&sel->cases_[i].w_);
   }
-  if ((req->state_ & UVCHAN__REQ_SHWAIT) && --ctx->nxwait_ == 0)
+  if ((req->state_ & UVCHAN__REQ_SHWAIT) && --ctx->nxwait_ == 0) {
     uv_unref((uv_handle_t*)&ctx->async_);
+    uv_prepare_stop(&ctx->prepare_);
+  }
 }
 
 /* ---- waking ---- */
@@ -121,11 +130,19 @@ static void uvchan__fwake(uvchan_req_t* req, int status) {
   uv_mutex_unlock(&fw->m);
 }
 
+/* The inbox is a lock-free stack: wakers push, the owner takes the whole stack at once, so there
+ * is no ABA problem (nothing is ever popped alone). The waker's push and its read of spinning_,
+ * and the spinner's clear of spinning_ and its last look at the inbox, are sequentially
+ * consistent (Dekker): either the waker sees the loop spinning, and the loop then sees the push,
+ * or the waker wakes the loop. The caller holds the core lock of the channel the request waited
+ * on, which keeps the context alive: its end cannot be destroyed (nor the context closed) before
+ * the lock is released. */
 static void uvchan__inbox_push(uvchan_ctx_t* ctx, uvchan_req_t* req) {
-  uv_mutex_lock(&ctx->inbox_lock_);
-  req->qnext_ = ctx->inbox_;
-  ctx->inbox_ = req;
-  uv_mutex_unlock(&ctx->inbox_lock_);
+  uvchan_req_t* head = __atomic_load_n(&ctx->inbox_, __ATOMIC_RELAXED);
+  do
+    req->qnext_ = head;
+  while (!__atomic_compare_exchange_n(&ctx->inbox_, &head, req, 1, __ATOMIC_SEQ_CST,
+                                      __ATOMIC_RELAXED));
   if (!__atomic_load_n(&ctx->spinning_, __ATOMIC_SEQ_CST))
     uv_async_send(&ctx->async_);
 }
@@ -146,6 +163,8 @@ void uvchan__wake_shared(struct uvchan__waiter_s* w, int status, uvchan_ctx_t* h
   } else {
     req->status = status;
     uvchan__inbox_push(req->ctx_, req);
+    if (here != NULL)
+      here->xactive_ = 1; /* an answer may come soon: worth spinning for */
   }
 }
 
@@ -155,10 +174,10 @@ void uvchan__inbox_drain(uvchan_ctx_t* ctx) {
   uvchan_req_t* prev = NULL;
   uvchan_req_t* next;
 
-  uv_mutex_lock(&ctx->inbox_lock_);
-  list = ctx->inbox_;
-  ctx->inbox_ = NULL;
-  uv_mutex_unlock(&ctx->inbox_lock_);
+  list = __atomic_exchange_n(&ctx->inbox_, NULL, __ATOMIC_ACQUIRE);
+  if (list == NULL)
+    return;
+  ctx->xactive_ = 1;
   while (list != NULL) { /* pushed newest first */
     next = list->qnext_;
     list->qnext_ = prev;
@@ -172,6 +191,89 @@ void uvchan__inbox_drain(uvchan_ctx_t* ctx) {
     list->state_ |= UVCHAN__REQ_FINISH;
     uvchan__complete(list, list->status);
   }
+}
+
+/* ---- spinning before the poll ---- */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define UVCHAN__PAUSE() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define UVCHAN__PAUSE() __asm__ __volatile__("yield")
+#else
+#define UVCHAN__PAUSE() ((void)0)
+#endif
+
+enum { UVCHAN__SPIN_IO_NS = 5000 }; /* how often a spin looks for ready I/O */
+
+/* 1 when the loop's backend (epoll, kqueue) has events ready: I/O must not wait for a spin. */
+static int uvchan__io_ready(uv_loop_t* loop) {
+#if !defined(_WIN32)
+  struct pollfd p;
+  p.fd = uv_backend_fd(loop);
+  p.events = POLLIN;
+  p.revents = 0;
+  return p.fd >= 0 && poll(&p, 1, 0) > 0;
+#else
+  (void)loop;
+  return 0;
+#endif
+}
+
+/* The prepare handle, active while a request of this context waits on a shared channel: right
+ * before the loop would sleep in the poll, it watches the inbox instead for up to spin_us_, when
+ * cross-thread traffic was seen since the loop last slept (xactive_). With spinning_ set, wakers
+ * skip uv_async_send(): a hop between two busy loops then costs no system call on either side.
+ * The spin ends early for a due timer (it never runs past the poll's own timeout), for ready
+ * I/O (looked at every few microseconds), and for uv_stop(). A spin that saw nothing clears
+ * xactive_: the loop sleeps, and spins again only after the next wake-up. */
+static void uvchan__on_prepare(uv_prepare_t* prepare) {
+  uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(prepare, uvchan_ctx_t, prepare_);
+  uv_loop_t* loop = ctx->loop;
+  uint64_t now, end, io_at;
+  int timeout;
+  unsigned i;
+
+  if (!ctx->xactive_ || ctx->spin_us_ == 0 || ctx->qhead_ != NULL)
+    return;
+  timeout = uv_backend_timeout(loop);
+  if (timeout == 0)
+    return; /* the poll will not block */
+  now = uv_hrtime();
+  end = now + (uint64_t)ctx->spin_us_ * 1000;
+  if (timeout > 0 && now + (uint64_t)timeout * 1000000 < end)
+    end = now + (uint64_t)timeout * 1000000;
+  io_at = now + UVCHAN__SPIN_IO_NS;
+  __atomic_store_n(&ctx->spinning_, 1, __ATOMIC_SEQ_CST);
+  for (i = 1;; i++) {
+    if (__atomic_load_n(&ctx->inbox_, __ATOMIC_RELAXED) != NULL || loop->stop_flag)
+      break;
+    UVCHAN__PAUSE();
+    if ((i & 15) == 0) {
+      now = uv_hrtime();
+      if (now >= end) {
+        ctx->xactive_ = 0;
+        break;
+      }
+      if (now >= io_at) {
+        if (uvchan__io_ready(loop))
+          break;
+        io_at = now + UVCHAN__SPIN_IO_NS;
+      }
+    }
+  }
+  __atomic_store_n(&ctx->spinning_, 0, __ATOMIC_SEQ_CST);
+  /* A waker that still saw spinning_ set skipped its uv_async_send(): its push is visible now. */
+  if (__atomic_load_n(&ctx->inbox_, __ATOMIC_SEQ_CST) != NULL)
+    uvchan__inbox_drain(ctx); /* queues completions: the poll will not block */
+}
+
+int uvchan_ctx_set_spin(uvchan_ctx_t* ctx, unsigned usec) {
+  if (!uvchan__ctx_ok(ctx))
+    return UV_EINVAL;
+  if (!UVCHAN__ON_THREAD(ctx))
+    return UV_EPERM;
+  ctx->spin_us_ = usec;
+  return 0;
 }
 
 /* ---- cancel and deadline of a request waiting on a shared channel (its owner's thread) ---- */

@@ -31,9 +31,11 @@ struct uvchan_ctx_s {
   uv_idle_t idle_;
   uv_timer_t timer_;
   uv_async_t async_; /* wakes the loop when another thread completed a request (thread.c) */
-  uv_mutex_t inbox_lock_;
-  uvchan_req_t* inbox_; /* requests other threads completed, for this thread to deliver */
-  int spinning_;        /* the loop polls the inbox without sleeping: no uv_async_send needed */
+  uv_prepare_t prepare_; /* spins before the poll while a request waits on a shared channel */
+  uvchan_req_t* inbox_; /* atomic: requests other threads completed, newest first (thread.c) */
+  int spinning_;        /* atomic: the loop polls the inbox without sleeping: no uv_async_send */
+  int xactive_;         /* cross-thread traffic since the loop last slept: worth spinning */
+  unsigned spin_us_;    /* how long the loop spins after cross-thread traffic (0: never) */
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
   const void* gate_;   /* thread_, unless start calls must take the slow path (UVCHAN__GATE) */

@@ -63,6 +63,21 @@ UVCHAN_EXTERN int uvchan_thread_recv(uvchan_t* ch, void* value);
 
 /** As uvchan_thread_recv(), giving up after `timeout` ms (UV_ETIMEDOUT, nothing received). */
 UVCHAN_EXTERN int uvchan_thread_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout);
+
+/** How long, by default, a loop spins (in microseconds) before it sleeps in the poll, while one
+ * of its requests waits on a shared channel and another thread completed one of its requests
+ * recently (see uvchan_ctx_set_spin()). */
+#define UVCHAN_DEFAULT_SPIN_US 50
+
+/** Sets how long the loop of `ctx` spins before it sleeps, in microseconds (0: never spins).
+ * While a request of `ctx` waits on a shared channel, and another thread completed one of its
+ * requests (or it completed one of another thread's) since the loop last slept, the loop does
+ * not block in the poll at once: it watches for completions from other threads for up to `usec`
+ * (less when a timer is due sooner), still leaving the spin as soon as I/O is ready. A value
+ * handed across threads then costs no system call on either side (no uv_async_send(), no
+ * wake-up), at the price of up to `usec` of CPU time per burst of traffic. Call it from the
+ * context's thread. Returns 0, UV_EINVAL for a bad context, UV_EPERM from another thread. */
+UVCHAN_EXTERN int uvchan_ctx_set_spin(uvchan_ctx_t* ctx, unsigned usec);
 /** @} */
 
 #ifdef __cplusplus
