@@ -220,7 +220,7 @@ static void walk_close_all(int skip_owned) {
   assert_int_equal(uvchan_ctx_close(&ctx, on_walk_ctx_closed), 0);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(ctx_closed, 1);
-  assert_int_equal(app_closes, skip_owned ? 1 : 5); /* mine, or mine and the context's four */
+  assert_int_equal(app_closes, skip_owned ? 1 : 6); /* mine, or mine and the context's five */
   assert_int_equal(uv_loop_close(&loop), 0);
   free(t);
 }
