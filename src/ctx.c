@@ -185,7 +185,11 @@ static void uvchan__deliver(uvchan_req_t* req) {
  * callbacks count against a local copy, so they cost no memory traffic for it. Delivery stops as
  * soon as uv_stop() was called, as Go's scheduler stops at once. */
 static void uvchan__on_check(uv_check_t* check) {
-  uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(check, uvchan_ctx_t, check_);
+  uvchan__deliver_batch(UVCHAN__CONTAINER_OF(check, uvchan_ctx_t, check_));
+}
+
+/* The body of the check callback; thread.c's spin also delivers with it (see uvchan__on_prepare). */
+void uvchan__deliver_batch(uvchan_ctx_t* ctx) {
   uv_loop_t* loop = ctx->loop;
   unsigned budget = ctx->batch_;
   uvchan_req_t* req;

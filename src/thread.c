@@ -219,19 +219,48 @@ static int uvchan__io_ready(uv_loop_t* loop) {
 #endif
 }
 
+/* Spins until the inbox has something (1) or until `end`, ready I/O or uv_stop() (0). */
+static int uvchan__spin_wait(uvchan_ctx_t* ctx, uint64_t end, uint64_t* io_at) {
+  uint64_t now;
+  unsigned i;
+  for (i = 1;; i++) {
+    if (__atomic_load_n(&ctx->inbox_, __ATOMIC_RELAXED) != NULL)
+      return 1;
+    if (ctx->loop->stop_flag)
+      return 0;
+    UVCHAN__PAUSE();
+    if ((i & 15) == 0) {
+      now = uv_hrtime();
+      if (now >= end)
+        return 0;
+      if (now >= *io_at) {
+        if (uvchan__io_ready(ctx->loop))
+          return 0;
+        *io_at = now + UVCHAN__SPIN_IO_NS;
+      }
+    }
+  }
+}
+
 /* The prepare handle, active while a request of this context waits on a shared channel: right
- * before the loop would sleep in the poll, it watches the inbox instead for up to spin_us_, when
- * cross-thread traffic was seen since the loop last slept (xactive_). With spinning_ set, wakers
- * skip uv_async_send(): a hop between two busy loops then costs no system call on either side.
- * The spin ends early for a due timer (it never runs past the poll's own timeout), for ready
- * I/O (looked at every few microseconds), and for uv_stop(). A spin that saw nothing clears
- * xactive_: the loop sleeps, and spins again only after the next wake-up. */
+ * before the loop would sleep in the poll, it watches the inbox instead, when cross-thread
+ * traffic was seen since the loop last slept (xactive_). With spinning_ set, wakers skip
+ * uv_async_send(), and what arrives is delivered right here, as the check phase would, and the
+ * watch goes on: a hop between two busy loops costs no system call on either side, not even a
+ * poll. The watch lasts until spin_us_ have passed without traffic (then xactive_ is cleared:
+ * the loop sleeps, and spins again only after its next wake-up); it ends early for a due timer
+ * (it never runs past the poll's own timeout), for ready I/O (looked at every few microseconds),
+ * for anything else the loop must do first (closing handles, pending callbacks, uv_stop(): the
+ * poll's timeout is 0 then), and after UVCHAN__SPIN_ROUNDS deliveries, leaving the last ones
+ * queued so that the loop goes round once (a poll without waiting). */
+enum { UVCHAN__SPIN_ROUNDS = 1024 };
+
 static void uvchan__on_prepare(uv_prepare_t* prepare) {
   uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(prepare, uvchan_ctx_t, prepare_);
   uv_loop_t* loop = ctx->loop;
-  uint64_t now, end, io_at;
+  uint64_t now, deadline, end, io_at;
+  unsigned rounds = 0;
   int timeout;
-  unsigned i;
 
   if (!ctx->xactive_ || ctx->spin_us_ == 0 || ctx->qhead_ != NULL)
     return;
@@ -239,27 +268,30 @@ static void uvchan__on_prepare(uv_prepare_t* prepare) {
   if (timeout == 0)
     return; /* the poll will not block */
   now = uv_hrtime();
-  end = now + (uint64_t)ctx->spin_us_ * 1000;
-  if (timeout > 0 && now + (uint64_t)timeout * 1000000 < end)
-    end = now + (uint64_t)timeout * 1000000;
+  /* libuv runs a timer once the loop time (uv_hrtime() in whole ms) reaches its due time */
+  deadline = timeout > 0 ? (uv_now(loop) + (uint64_t)timeout) * 1000000 : UINT64_MAX;
   io_at = now + UVCHAN__SPIN_IO_NS;
   __atomic_store_n(&ctx->spinning_, 1, __ATOMIC_SEQ_CST);
-  for (i = 1;; i++) {
-    if (__atomic_load_n(&ctx->inbox_, __ATOMIC_RELAXED) != NULL || loop->stop_flag)
-      break;
-    UVCHAN__PAUSE();
-    if ((i & 15) == 0) {
-      now = uv_hrtime();
-      if (now >= end) {
+  for (;;) {
+    end = now + (uint64_t)ctx->spin_us_ * 1000;
+    if (!uvchan__spin_wait(ctx, end < deadline ? end : deadline, &io_at)) {
+      if (uv_hrtime() >= end)
         ctx->xactive_ = 0;
-        break;
-      }
-      if (now >= io_at) {
-        if (uvchan__io_ready(loop))
-          break;
-        io_at = now + UVCHAN__SPIN_IO_NS;
-      }
+      break;
     }
+    uvchan__inbox_drain(ctx);
+    if (++rounds == UVCHAN__SPIN_ROUNDS)
+      break; /* delivered by the check phase, after a poll that does not wait */
+    uv_update_time(loop); /* deadlines started by what runs now count from now */
+    uvchan__deliver_batch(ctx);
+    if (ctx->qhead_ != NULL || ctx->nxwait_ == 0 || (ctx->flags_ & UVCHAN__CTX_CLOSING))
+      break;
+    timeout = uv_backend_timeout(loop); /* a delivery may have started a timer */
+    if (timeout == 0)
+      break;
+    if (timeout > 0 && (uv_now(loop) + (uint64_t)timeout) * 1000000 < deadline)
+      deadline = (uv_now(loop) + (uint64_t)timeout) * 1000000;
+    now = uv_hrtime();
   }
   __atomic_store_n(&ctx->spinning_, 0, __ATOMIC_SEQ_CST);
   /* A waker that still saw spinning_ set skipped its uv_async_send(): its push is visible now. */

@@ -169,6 +169,8 @@ int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic);
 /* ---- ctx.c: completion queue, deadlines, trace, random ---- */
 
 void uvchan__idle_start(uvchan_ctx_t* ctx);
+/* Delivers up to batch_ completions from the queue (the check phase's work). */
+void uvchan__deliver_batch(uvchan_ctx_t* ctx);
 
 /* Sets the final status and queues the callback (or the task's resumption) for the loop. */
 static inline void uvchan__complete(uvchan_req_t* req, int status) {
