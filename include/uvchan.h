@@ -25,5 +25,6 @@
 #include "uvchan/chan.h"
 #include "uvchan/task.h"
 #include "uvchan/thread.h"
+#include "uvchan/pool.h"
 
 #endif /* UVCHAN_H */
