@@ -56,6 +56,26 @@ void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #define UVCHAN__ASAN_UNPOISON(addr, size) ((void)(addr), (void)(size))
 #endif
 
+/* ThreadSanitizer follows the switches between task stacks as switches between its fibers: each
+ * task gets one, and the loop's side is whatever fiber runs the loop's thread. */
+#if defined(__SANITIZE_THREAD__)
+#define UVCHAN__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UVCHAN__TSAN 1
+#endif
+#endif
+
+#if defined(UVCHAN__TSAN)
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+#define UVCHAN__TSAN_SWITCH(fiber) __tsan_switch_to_fiber((fiber), 0)
+#else
+#define UVCHAN__TSAN_SWITCH(fiber) ((void)0)
+#endif
+
 /* Under valgrind, task stacks are registered so that a switch between two neighbouring stacks is
  * not mistaken for one stack growing: the client requests cost nothing outside valgrind. */
 #if defined(__has_include)
@@ -114,6 +134,9 @@ struct uvchan_task_s {
   unsigned coop;
   unsigned coop_refill;
   unsigned vg_stack; /* valgrind's id for the stack, when built with its header */
+#if defined(UVCHAN__TSAN)
+  void* tsan_fiber;
+#endif
 };
 
 struct uvchan__pool_s {
@@ -140,6 +163,9 @@ struct uvchan__rt_s {
   const void* sched_bottom;
   size_t sched_size;
   int from_sched;     /* ASan builds: the switch in flight left the loop's stack */
+#if defined(UVCHAN__TSAN)
+  void* tsan_sched; /* the fiber of the loop's side */
+#endif
   uvchan_task_t* dead; /* a finished task whose stack is freed after the switch off it */
   struct uvchan__pool_s* pools;
 };
@@ -321,10 +347,12 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
     if (next == t)
       return 0;
     UVCHAN__ASAN_START(fake, next->stack_lo, UVCHAN__STACK_SPAN(next));
+    UVCHAN__TSAN_SWITCH(next->tsan_fiber);
     uvchan__fiber_switch(&t->fiber, &next->fiber);
   } else {
     uvchan__current = NULL;
     UVCHAN__ASAN_START(fake, rt->sched_bottom, rt->sched_size);
+    UVCHAN__TSAN_SWITCH(rt->tsan_sched);
     uvchan__fiber_switch(&t->fiber, &rt->sched);
   }
   return 1;
@@ -335,6 +363,9 @@ static void uvchan__task_reap(struct uvchan__rt_s* rt) {
   uvchan_task_t* dead = rt->dead;
   rt->dead = NULL;
   UVCHAN__VG_DEREGISTER(dead);
+#if defined(UVCHAN__TSAN)
+  __tsan_destroy_fiber(dead->tsan_fiber);
+#endif
   uvchan__stack_put(dead->pool, dead->stack_lo - dead->pool->guard, uv_now(dead->ctx->loop));
 }
 
@@ -400,6 +431,10 @@ void uvchan__task_resume(uvchan_req_t* req) {
   rt->from_sched = 1;
 #endif
   UVCHAN__ASAN_START(&rt->sched_fake, t->stack_lo, UVCHAN__STACK_SPAN(t));
+#if defined(UVCHAN__TSAN)
+  rt->tsan_sched = __tsan_get_current_fiber();
+#endif
+  UVCHAN__TSAN_SWITCH(t->tsan_fiber);
   uvchan__fiber_switch(&rt->sched, &t->fiber);
   uvchan__task_landed(rt, rt->sched_fake);
 }
@@ -603,6 +638,9 @@ static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_
     t->wg = attr->wg;
   }
   UVCHAN__VG_REGISTER(t);
+#if defined(UVCHAN__TSAN)
+  t->tsan_fiber = __tsan_create_fiber(0);
+#endif
   uvchan__fiber_make(&t->fiber, t->stack_lo, (char*)t, uvchan__task_entry, t);
   uvchan__list_push(&ctx->tasks_, &t->link);
   ctx->ntasks_++;
