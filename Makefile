@@ -46,10 +46,10 @@ test-sanitize: deps
 test-tsan: deps
 	@sh cmake/install-deps.sh clang
 	$(TSAN_CONFIGURE)
-	cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS)
+	cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS) uvchan-stress-thread
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) \
-	  -R '^($(subst $(eval) ,|,$(strip $(TSAN_TESTS))))$$'
+	  -R '^($(subst $(eval) ,|,$(strip $(TSAN_TESTS)))|stress-thread-smoke)$$'
 
 # Its own build, configured after valgrind (and so its header) is installed: task stacks are then
 # registered with valgrind, which a build made without the header cannot do. Runs every ctest
@@ -93,13 +93,21 @@ fuzz: deps
 	  -artifact_prefix=fuzz/ fuzz/corpus-work fuzz/corpus
 
 # The randomized runs of test/stress.c at full size, 20 rounds with their own seeds, plain and
-# (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round.
+# (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round. Then the threads
+# stress (test/stress-thread.c): 10 rounds plain, 2 under ASan+UBSan, 2 under ThreadSanitizer
+# (STRESS_THREAD_ARGS likewise).
+STRESS_THREAD_ARGS ?=
 stress: build
 	./$(BUILD)/test/uvchan-stress -r 20 $(STRESS_ARGS)
+	./$(BUILD)/test/uvchan-stress-thread -r 10 $(STRESS_THREAD_ARGS)
 	@sh cmake/install-deps.sh clang
 	$(SANITIZE_CONFIGURE)
-	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
+	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress uvchan-stress-thread
 	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -r 5 $(STRESS_ARGS)
+	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress-thread -r 2 $(STRESS_THREAD_ARGS)
+	$(TSAN_CONFIGURE)
+	cmake --build build-tsan -j $(JOBS) --target uvchan-stress-thread
+	TSAN_OPTIONS=halt_on_error=1 ./build-tsan/test/uvchan-stress-thread -r 2 $(STRESS_THREAD_ARGS)
 
 # Installs the headers, both libraries, the CMake package and uvchan.pc under PREFIX (default: the
 # configured CMAKE_INSTALL_PREFIX, /usr/local).

@@ -772,8 +772,12 @@ static size_t uvchan__walk_waiter(struct uvchan__waiter_s* w, uvchan_walk_cb cb,
   info.ncases = 0;
   if (req->type == UVCHAN_REQ_SELECT) {
     sel = (uvchan_select_t*)req;
-    for (i = 0; sel->cases_[i].w_.link.next == NULL; i++)
-      ;
+    if (sel->xsel_) {
+      i = uvchan__xsel_first(sel); /* its links on shared channels are other threads' too */
+    } else {
+      for (i = 0; sel->cases_[i].w_.link.next == NULL; i++)
+        ;
+    }
     if (&sel->cases_[i].w_ != w)
       return 0;
     info.cases = sel->cases_;

@@ -173,13 +173,15 @@ struct uvchan__rt_s {
 static UVCHAN__TLS uvchan_task_t* uvchan__current;
 
 static size_t uvchan__page_size(void) {
-  static size_t page;
+  static size_t page; /* loops on several threads may ask at once: atomic, same value for all */
+  size_t n = __atomic_load_n(&page, __ATOMIC_RELAXED);
   long p;
-  if (page == 0) {
+  if (n == 0) {
     p = sysconf(_SC_PAGESIZE);
-    page = p > 0 ? (size_t)p : 4096;
+    n = p > 0 ? (size_t)p : 4096;
+    __atomic_store_n(&page, n, __ATOMIC_RELAXED);
   }
-  return page;
+  return n;
 }
 
 /* Task struct bytes reserved at the top of each stack, keeping the stack top 64-aligned. */
@@ -453,6 +455,8 @@ int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info) {
     return 0;
   if (req->type == UVCHAN_REQ_WG_WAIT || req->w_.chan != NULL)
     return 0; /* in a wait group's or a channel's queue: the walk finds it there */
+  if (req->type == UVCHAN_REQ_SELECT && t->r.sel.xsel_)
+    return 0; /* it waits on a shared channel (or was completed): the walk finds it there */
   if (req->type == UVCHAN_REQ_SELECT)
     for (i = 0; i < t->r.sel.ncases_; i++)
       if (t->r.sel.cases_[i].w_.link.next != NULL)

@@ -78,13 +78,14 @@ void uvchan__xsel_complete(uvchan_select_t* sel, int status) {
   uvchan__complete(req, status);
 }
 
-/* Unlinks a waiter of a case, taking its core's lock when the case is on a shared channel. */
+/* Unlinks a waiter of a case, taking its core's lock when the case is on a shared channel: there
+ * another thread may unlink it at any moment (a claim that lost), so even the look at its link
+ * needs the lock. */
 static void uvchan__unlink_case(struct uvchan__waiter_s* w) {
   uvchan_t* core;
-  if (w->link.next == NULL)
-    return;
   if (!(w->chan->flags_ & UVCHAN__CHAN_SHARED)) {
-    uvchan__list_remove(&w->link);
+    if (w->link.next != NULL)
+      uvchan__list_remove(&w->link);
     return;
   }
   core = w->chan->core_;
@@ -700,6 +701,16 @@ int uvchan_thread_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout) {
 
 /* ---- the deadlock report ---- */
 
+/* The case at which the report lists a select with a shared case: its first case with a channel.
+ * (A select of local channels only is listed at its first waiting case; here the links of the
+ * other cases cannot be read without their cores' locks.) */
+unsigned uvchan__xsel_first(const uvchan_select_t* sel) {
+  unsigned i;
+  for (i = 0; sel->cases_[i].chan == NULL; i++)
+    ;
+  return i;
+}
+
 size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg) {
   uvchan_t* core = end->core_;
   struct uvchan__link_s* queues[2];
@@ -726,11 +737,10 @@ size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg) {
       info.cases = NULL;
       info.ncases = 0;
       if (w->req->type == UVCHAN_REQ_SELECT) {
-        /* once per select: at its first case on this end */
+        /* once per select: at its first case (uvchan__xsel_first()), if that is on this end */
         sel = (uvchan_select_t*)w->req;
-        for (i = 0; sel->cases_[i].chan != end; i++)
-          ;
-        if (i != w->index)
+        i = uvchan__xsel_first(sel);
+        if (i != w->index || sel->cases_[i].chan != end)
           continue;
         info.cases = sel->cases_;
         info.ncases = sel->ncases_;

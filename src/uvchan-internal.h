@@ -476,6 +476,8 @@ int uvchan__x_close(uvchan_t* end);
 int uvchan__x_destroy(uvchan_t* end);
 void uvchan__x_cancel_end(uvchan_t* end);
 size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg);
+/* The case at which the deadlock report lists a waiting select with a shared case. */
+unsigned uvchan__xsel_first(const uvchan_select_t* sel);
 /* Runs `fn` on the core of `end` under its lock (queries, settings). */
 void uvchan__x_locked(const uvchan_t* end, void (*fn)(uvchan_t* core, void* arg), void* arg);
 /* Select: locks the distinct cores of the shared cases in address order, returning how many
