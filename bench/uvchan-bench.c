@@ -1,6 +1,8 @@
 /* uvchan's benchmarks: the same workloads as bench/peers/go, one line per run:
  *   <workload> <n> <value> <unit> [details]
  * usage: uvchan-bench -w WORKLOAD|all [-n N] */
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,6 +592,47 @@ static void bench_thread_buffered(void) {
   printf("thread_buffered %ld %.1f ns/item\n", N * 10, (t1 - t0) / (double)(N * 10));
 }
 
+/* ---- thread_floor: the machine's own floor for the two above, without uvchan ----
+ * Two threads hand a counter back and forth through two cache lines, waiting by spinning (pause,
+ * then yielding the CPU between short spins, as uvchan's loops do): no channel, no loop, no
+ * wake-up. No cross-thread round trip can be cheaper on this machine. */
+
+static _Atomic long floor_a __attribute__((aligned(64)));
+static _Atomic long floor_b __attribute__((aligned(64)));
+
+static void floor_wait(_Atomic long* x, long want) {
+  for (unsigned i = 1; atomic_load_explicit(x, memory_order_acquire) != want; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (i > 1024 && (i & 15) == 0)
+      sched_yield();
+  }
+}
+
+static void floor_pong(void* arg) {
+  (void)arg;
+  for (long i = 1; i <= N; i++) {
+    floor_wait(&floor_a, i);
+    atomic_store_explicit(&floor_b, i, memory_order_release);
+  }
+}
+
+static void bench_thread_floor(void) {
+  uv_thread_t t;
+  atomic_store(&floor_a, 0);
+  atomic_store(&floor_b, 0);
+  uv_thread_create(&t, floor_pong, NULL);
+  t0 = now_ns();
+  for (long i = 1; i <= N; i++) {
+    atomic_store_explicit(&floor_a, i, memory_order_release);
+    floor_wait(&floor_b, i);
+  }
+  t1 = now_ns();
+  uv_thread_join(&t);
+  printf("thread_floor %ld %.1f ns/roundtrip\n", N, (t1 - t0) / (double)N);
+}
+
 static const struct {
   const char* name;
   void (*fn)(void);
@@ -601,6 +644,7 @@ static const struct {
     {"parked_cb", bench_parked_cb},     {"scale", bench_scale},
     {"parked1m", bench_parked1m},       {"spawn", bench_spawn},
     {"thread_pingpong", bench_thread_pingpong}, {"thread_buffered", bench_thread_buffered},
+    {"thread_floor", bench_thread_floor},
 };
 
 int main(int argc, char** argv) {
