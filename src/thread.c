@@ -164,7 +164,7 @@ static void uvchan__fwake(uvchan_req_t* req, int status) {
   uvchan__fwait_t* fw = UVCHAN__CONTAINER_OF(req, uvchan__fwait_t, req);
   uv_mutex_lock(&fw->m);
   req->status = status;
-  fw->done = 1;
+  __atomic_store_n(&fw->done, 1, __ATOMIC_RELEASE); /* the waiter may be spinning on it */
   uv_cond_signal(&fw->c);
   uv_mutex_unlock(&fw->m);
 }
@@ -638,6 +638,25 @@ void uvchan__xsel_waits(uvchan_select_t* sel) {
 
 /* ---- threads without a loop ---- */
 
+/* A blocked thread first spins for a while, as a loop does before it sleeps: the other side is
+ * often a busy loop that answers within microseconds, and a sleep on the condition variable would
+ * cost a futex wake-up on both sides. */
+static void uvchan__fwait_spin(uvchan__fwait_t* fw, uint64_t due) {
+  uint64_t end = uv_hrtime() + (uint64_t)UVCHAN_DEFAULT_SPIN_US * 1000;
+  unsigned i;
+  if (due < end)
+    end = due;
+  for (i = 1; !__atomic_load_n(&fw->done, __ATOMIC_ACQUIRE); i++) {
+    UVCHAN__PAUSE();
+    if ((i & 15) == 0) {
+      if (uv_hrtime() >= end)
+        return;
+      if (i > 64)
+        UVCHAN__YIELD();
+    }
+  }
+}
+
 static int uvchan__thread_op(uvchan_t* end, void* value, unsigned op, uint64_t timeout,
                              int has_deadline) {
   uvchan_t* core;
@@ -671,6 +690,9 @@ static int uvchan__thread_op(uvchan_t* end, void* value, unsigned op, uint64_t t
 
   if (has_deadline)
     due = uv_hrtime() + (timeout > UINT64_MAX / 1000000 ? UINT64_MAX / 2 : timeout * 1000000);
+  uvchan__fwait_spin(&fw, has_deadline ? due : UINT64_MAX);
+  /* Even when the spin saw `done`, the waker may still be in uvchan__fwake(): taking the mutex
+   * waits it out before `fw` goes. */
   uv_mutex_lock(&fw.m);
   while (!fw.done) {
     if (!has_deadline) {
