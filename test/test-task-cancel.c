@@ -229,10 +229,14 @@ static void on_timer(uv_timer_t* t) {
 /* A task whose operations always complete at once (it sends to and receives from its own
  * buffered channel) must not keep a due timer from firing. */
 static long spins;
+static uv_timer_t* spin_timer;
 static void spinner(void* arg) {
   uvchan_t* ch = arg;
   int v = 1;
   spins = 0;
+  /* Started here, not before the loop runs: a slow first iteration (valgrind on a busy machine)
+   * would let it fire before the task ever spun. */
+  assert_int_equal(uv_timer_start(spin_timer, on_timer, 1, 0), 0);
   while (!timer_fired) {
     assert_int_equal(uvchan_task_send(ch, &v), 0);
     assert_int_equal(uvchan_task_recv(ch, &v), 0);
@@ -247,7 +251,7 @@ static void test_task_coop_budget_lets_timers_run(void** state) {
   timer_fired = 0;
   assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
   assert_int_equal(uv_timer_init(&f->loop, &timer), 0);
-  assert_int_equal(uv_timer_start(&timer, on_timer, 1, 0), 0);
+  spin_timer = &timer;
   assert_int_equal(uvchan_task_spawn(&f->ctx, spinner, &ch, NULL), 0);
   RUN(f); /* without the budget this never returns */
   assert_int_equal(timer_fired, 1);
