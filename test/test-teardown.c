@@ -210,6 +210,7 @@ static void walk_close_all(int skip_owned) {
   memset(t, 0, sizeof(*t));
   assert_int_equal(uvchan_ctx_init(&loop, &ctx), 0);
   assert_int_equal(uv_timer_init(&loop, &mine), 0);
+  mine.data = NULL; /* libuv leaves it unset, and close_all() asks uvchan_handle_owned() */
   assert_int_equal(uvchan_init(&ctx, &ch, sizeof(int), 1), 0);
   assert_int_equal(uvchan_try_send(&ch, &v), 0);
   assert_int_equal(uvchan_timer_after(&ctx, t, 100000), 0);
