@@ -328,6 +328,11 @@ static void uvchan__on_prepare(uv_prepare_t* prepare) {
     if (timeout > 0 && (uv_now(loop) + (uint64_t)timeout) * 1000000 < deadline)
       deadline = (uv_now(loop) + (uint64_t)timeout) * 1000000;
     now = uv_hrtime();
+    if (now >= io_at) { /* busy rounds never idle long enough for the spin's own look */
+      if (uvchan__io_ready(loop))
+        break;
+      io_at = now + UVCHAN__SPIN_IO_NS;
+    }
   }
   __atomic_store_n(&ctx->spinning_, 0, __ATOMIC_SEQ_CST);
   /* A waker that still saw spinning_ set skipped its uv_async_send(): its push is visible now. */

@@ -162,6 +162,121 @@ static void test_thread_wake_spin_keeps_timers(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* A busy ping-pong between two loops never lets the spin end by itself: loop A's timer and its
+ * I/O must still be served while it goes on. The ping-pong only stops once both came, so a loop
+ * that starved either would hang the test. */
+#include <sys/socket.h>
+#include <unistd.h>
+
+static uvchan_t busy_a, busy_b;
+static int busy_timer_fired, busy_io_seen, busy_fds[2];
+static long busy_rounds;
+
+typedef struct {
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+  uvchan_t a, b;
+  uv_thread_t thread;
+  int pinger;
+  uv_timer_t timer;
+  uv_pipe_t pipe;
+  char buf[8];
+} busy_side_t;
+
+static void busy_on_timer(uv_timer_t* t) {
+  busy_timer_fired = 1;
+  uv_close((uv_handle_t*)t, NULL);
+}
+
+static void busy_alloc(uv_handle_t* h, size_t size, uv_buf_t* buf) {
+  busy_side_t* s = h->data;
+  (void)size;
+  *buf = uv_buf_init(s->buf, sizeof(s->buf));
+}
+
+static void busy_on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+  (void)buf;
+  if (n > 0) {
+    busy_io_seen = 1;
+    uv_close((uv_handle_t*)st, NULL);
+  }
+}
+
+static void busy_ping(void* arg) {
+  busy_side_t* s = arg;
+  long v = 0;
+  while (!(busy_timer_fired && busy_io_seen)) {
+    assert_int_equal(uvchan_task_send(&s->a, &v), 0);
+    assert_int_equal(uvchan_task_recv(&s->b, &v), 0);
+    busy_rounds++;
+  }
+  assert_int_equal(uvchan_close(&s->a), 0);
+}
+
+static void busy_pong(void* arg) {
+  busy_side_t* s = arg;
+  long v;
+  while (uvchan_task_recv(&s->a, &v) == 0) {
+    v++;
+    assert_int_equal(uvchan_task_send(&s->b, &v), 0);
+  }
+}
+
+static void busy_loop(void* arg) {
+  busy_side_t* s = arg;
+  assert_int_equal(uv_loop_init(&s->loop), 0);
+  memset(&s->ctx, 0, sizeof(s->ctx));
+  assert_int_equal(uvchan_ctx_init(&s->loop, &s->ctx), 0);
+  assert_int_equal(uvchan_ctx_set_spin(&s->ctx, 1000000), 0); /* only the spin's own limits */
+  assert_int_equal(uvchan_attach(&s->ctx, &s->a, &busy_a), 0);
+  assert_int_equal(uvchan_attach(&s->ctx, &s->b, &busy_b), 0);
+  if (s->pinger) {
+    assert_int_equal(uv_timer_init(&s->loop, &s->timer), 0);
+    assert_int_equal(uv_timer_start(&s->timer, busy_on_timer, 20, 0), 0);
+    assert_int_equal(uv_pipe_init(&s->loop, &s->pipe, 0), 0);
+    assert_int_equal(uv_pipe_open(&s->pipe, busy_fds[0]), 0);
+    s->pipe.data = s;
+    assert_int_equal(uv_read_start((uv_stream_t*)&s->pipe, busy_alloc, busy_on_read), 0);
+  }
+  assert_int_equal(uvchan_task_spawn(&s->ctx, s->pinger ? busy_ping : busy_pong, s, NULL), 0);
+  assert_int_equal(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uvchan_destroy(&s->a), 0);
+  assert_int_equal(uvchan_destroy(&s->b), 0);
+  assert_int_equal(uvchan_ctx_close(&s->ctx, NULL), 0);
+  assert_int_equal(uv_run(&s->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&s->loop), 0);
+}
+
+static void test_thread_wake_busy_pingpong_keeps_timers_and_io(void** state) {
+  busy_side_t sides[2];
+  (void)state;
+  memset(sides, 0, sizeof(sides));
+  busy_timer_fired = busy_io_seen = 0;
+  busy_rounds = 0;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, busy_fds), 0);
+  assert_int_equal(uv_loop_init(&main_loop), 0);
+  memset(&main_ctx, 0, sizeof(main_ctx));
+  assert_int_equal(uvchan_ctx_init(&main_loop, &main_ctx), 0);
+  assert_int_equal(uvchan_init_shared(&main_ctx, &busy_a, sizeof(long), 0), 0);
+  assert_int_equal(uvchan_init_shared(&main_ctx, &busy_b, sizeof(long), 0), 0);
+  sides[0].pinger = 1;
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(uv_thread_create(&sides[i].thread, busy_loop, &sides[i]), 0);
+  uv_sleep(30);
+  assert_int_equal(write(busy_fds[1], "x", 1), 1); /* I/O for loop A, mid ping-pong */
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(uv_thread_join(&sides[i].thread), 0);
+  assert_int_equal(busy_timer_fired, 1);
+  assert_int_equal(busy_io_seen, 1);
+  assert_true(busy_rounds > 0);
+  close(busy_fds[1]);
+  assert_int_equal(uvchan_destroy(&busy_a), 0);
+  assert_int_equal(uvchan_destroy(&busy_b), 0);
+  assert_int_equal(uvchan_ctx_close(&main_ctx, NULL), 0);
+  assert_int_equal(uv_run(&main_loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&main_loop), 0);
+}
+
 static void test_thread_wake_bad_input(void** state) {
   fixture_t* f = FX(state);
   uvchan_ctx_t bad;
@@ -191,6 +306,7 @@ int main(void) {
       cmocka_unit_test(test_thread_wake_no_lost_wakeup_buffered),
       cmocka_unit_test(test_thread_wake_without_spinning),
       TEST(test_thread_wake_spin_keeps_timers),
+      cmocka_unit_test(test_thread_wake_busy_pingpong_keeps_timers_and_io),
       TEST(test_thread_wake_bad_input),
       TEST(test_thread_wake_set_spin_wrong_thread),
   };
