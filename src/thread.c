@@ -234,7 +234,7 @@ void uvchan__inbox_drain(uvchan_ctx_t* ctx) {
 
 /* ---- spinning before the poll ---- */
 
-enum { UVCHAN__SPIN_IO_NS = 5000 }; /* how often a spin looks for ready I/O */
+enum { UVCHAN__SPIN_IO_NS = 20000 }; /* how often a spin looks for ready I/O (a poll(2)) */
 
 /* 1 when the loop's backend (epoll, kqueue) has events ready: I/O must not wait for a spin. */
 static int uvchan__io_ready(uv_loop_t* loop) {
@@ -315,24 +315,40 @@ static void uvchan__on_prepare(uv_prepare_t* prepare) {
         ctx->xactive_ = 0;
       break;
     }
+    /* Delivered right here: the idle and check handles need not start (IDLE_ON says they
+     * are), unless something is left for the loop. */
+    ctx->flags_ |= UVCHAN__CTX_IDLE_ON;
     uvchan__inbox_drain(ctx);
-    if (++rounds == UVCHAN__SPIN_ROUNDS)
-      break; /* delivered by the check phase, after a poll that does not wait */
-    uv_update_time(loop); /* deadlines started by what runs now count from now */
+    if (++rounds == UVCHAN__SPIN_ROUNDS) {
+      ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
+      uvchan__idle_start(ctx); /* the check phase delivers, after a poll that does not wait */
+      break;
+    }
+    if ((rounds & 7) == 0) { /* the clock costs as much as a hop here: every 8 rounds */
+      uv_update_time(loop);  /* deadlines started by what runs now count from about now */
+      now = uv_hrtime();
+      if (now >= io_at) { /* busy rounds never idle long enough for the spin's own look */
+        if (uvchan__io_ready(loop)) {
+          ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
+          uvchan__idle_start(ctx);
+          break;
+        }
+        io_at = now + UVCHAN__SPIN_IO_NS;
+      }
+    }
     uvchan__deliver_batch(ctx);
-    if (ctx->qhead_ != NULL || ctx->nxwait_ == 0 || (ctx->flags_ & UVCHAN__CTX_CLOSING))
+    if (ctx->qhead_ != NULL) { /* the batch ran out, or uv_stop(): the loop goes on */
+      ctx->flags_ &= ~UVCHAN__CTX_IDLE_ON;
+      uvchan__idle_start(ctx);
+      break;
+    }
+    if (ctx->nxwait_ == 0 || (ctx->flags_ & UVCHAN__CTX_CLOSING))
       break;
     timeout = uv_backend_timeout(loop); /* a delivery may have started a timer */
     if (timeout == 0)
       break;
     if (timeout > 0 && (uv_now(loop) + (uint64_t)timeout) * 1000000 < deadline)
       deadline = (uv_now(loop) + (uint64_t)timeout) * 1000000;
-    now = uv_hrtime();
-    if (now >= io_at) { /* busy rounds never idle long enough for the spin's own look */
-      if (uvchan__io_ready(loop))
-        break;
-      io_at = now + UVCHAN__SPIN_IO_NS;
-    }
   }
   __atomic_store_n(&ctx->spinning_, 0, __ATOMIC_SEQ_CST);
   /* A waker that still saw spinning_ set skipped its uv_async_send(): its push is visible now. */
