@@ -36,8 +36,12 @@
  *
  * A spinlock in the core itself, on the cache line of its flags: one atomic exchange to take it,
  * one store to release it, and no separate line to fetch from the other core. Critical sections
- * are short (a match, a link); a thread that finds the lock taken spins with pause, then yields
- * the CPU between tries, so that a holder that was preempted gets to run. */
+ * are short (a match, a link). A thread that finds the lock taken backs off, doubling its wait
+ * up to 256 pauses, then yields the CPU between tries (a holder that was preempted gets to run).
+ * The backoff matters more than the lock: a producer and a consumer on two cores that kept
+ * reading the taken lock pulled its line away from the holder at every operation (thread
+ * buffered: 232 ns per item); backing off lets each side run a streak of operations on lines it
+ * keeps (96 ns). */
 #if defined(__x86_64__) || defined(__i386__)
 #define UVCHAN__PAUSE() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -53,15 +57,18 @@
 #endif
 
 static UVCHAN__NOINLINE void uvchan__lock_slow(uvchan_t* core) {
-  unsigned i = 0;
-  do {
-    while (__atomic_load_n(&core->lock_, __ATOMIC_RELAXED) != 0) {
-      if (++i < 64)
-        UVCHAN__PAUSE();
-      else
-        UVCHAN__YIELD();
-    }
-  } while (__atomic_exchange_n(&core->lock_, 1, __ATOMIC_ACQUIRE) != 0);
+  unsigned delay = 1, i;
+  for (;;) {
+    for (i = 0; i < delay; i++)
+      UVCHAN__PAUSE();
+    if (__atomic_load_n(&core->lock_, __ATOMIC_RELAXED) == 0 &&
+        __atomic_exchange_n(&core->lock_, 1, __ATOMIC_ACQUIRE) == 0)
+      return;
+    if (delay < 256)
+      delay *= 2;
+    else
+      UVCHAN__YIELD();
+  }
 }
 
 UVCHAN__INLINE void uvchan__lock(uvchan_t* core) {
