@@ -34,7 +34,7 @@
 
 /* ---- the core's lock ----
  *
- * A spinlock in the core itself, on the cache line of its flags: one atomic exchange to take it,
+ * A spinlock in the core itself, near its flags: one atomic exchange to take it,
  * one store to release it, and no separate line to fetch from the other core. Critical sections
  * are short (a match, a link). A thread that finds the lock taken backs off, doubling its wait
  * up to 256 pauses, then yields the CPU between tries (a holder that was preempted gets to run).

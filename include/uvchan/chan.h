@@ -208,11 +208,11 @@ struct uvchan_s {
   uint64_t dropped_;
   uint64_t id_; /* never reused: a permit names the channel it holds a slot of */
   uvchan_t* core_;  /* a shared channel's end: the channel holding the state (maybe itself) */
+  int lock_;        /* a shared channel's core: its spinlock */
   size_t refs_;     /* a shared channel's core: how many ends use it (itself included) */
   uint32_t magic_;
   unsigned flags_;
   unsigned overflow_;
-  int lock_;        /* a shared channel's core: its spinlock, beside the flags it guards */
 };
 
 /** What a send does when the buffer is full and no receiver waits. */
