@@ -30,7 +30,7 @@ for run in 1 2 3; do
     case " $cw " in *" $w "*) "$c" -w "$w" >> "$out/c.txt" ;; esac
     gorun "$w" >> "$out/go.txt"
   done
-  for w in pingpong_cb buffered_cb parked_cb scale; do "$c" -w $w >> "$out/c.txt"; done
+  for w in pingpong_cb buffered_cb parked_cb scale thread_floor; do "$c" -w $w >> "$out/c.txt"; done
 done
 # median of field 3 per workload name (field 1); scale lines are keyed by their waiting count
 median() { # file key
@@ -57,6 +57,7 @@ row parked_cb - bytes/request "128B"
 for k in 1 1000 100000 1000000; do row "scale_$k" - "ns/op with $k requests waiting" flat; done
 row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2)" 0.5
 row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
+row thread_floor - "ns/roundtrip, two bare threads on two cache lines: this machine's floor" -
 if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
   sh "$here/echo.sh" "$build"
 fi
