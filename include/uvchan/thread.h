@@ -23,12 +23,15 @@ extern "C" {
  *
  * On an end, from the thread of the end's context: every channel call (callback requests, task
  * calls, select, try-operations, close, destroy). From any thread, loop or not:
- * uvchan_try_send(), uvchan_try_recv(), uvchan_close(), uvchan_len(), uvchan_is_closed(), and the
- * uvchan_thread_* calls. Not (yet) on shared channels: reservations (UV_EINVAL), tracing (events
- * of shared channels are not traced).
+ * uvchan_try_send(), uvchan_try_recv(), uvchan_close(), the queries (uvchan_len(),
+ * uvchan_is_closed(), uvchan_cap(), uvchan_elem_size(), uvchan_waiting_senders(),
+ * uvchan_waiting_receivers(), uvchan_dropped()), uvchan_set_overflow(), uvchan_set_destructor(),
+ * and the uvchan_thread_* calls. Not (yet) on shared channels: reservations (UV_EINVAL), tracing
+ * (events of shared channels are not traced).
  *
  * A request waiting on a shared channel keeps its loop alive (another thread may complete it),
- * unlike a wait on a loop's own channel.
+ * unlike a wait on a loop's own channel. While one waits, after cross-thread traffic, the loop
+ * spins for a while before it sleeps in the poll (uvchan_ctx_set_spin()).
  * @{ */
 
 /** Initialises `ch` as a shared channel, and as its first end, bound to `ctx`. Arguments and
