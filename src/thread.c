@@ -5,18 +5,20 @@
  * `shared` set), run under the core's lock, so semantics cannot drift between local and shared
  * channels. What differs is waking: a waiter may belong to another thread. uvchan__wake_shared
  * completes it in place when it is the calling thread's own, signals it when it is a thread
- * without a loop (uvchan_thread_send/_recv), and otherwise hands it to its context's inbox and
- * wakes that loop with uv_async_send(); the loop delivers its inbox from the async callback,
- * everything at once, since wake-ups coalesce.
+ * without a loop (uvchan_thread_send/_recv), and otherwise hands it to its context's inbox (a
+ * lock-free stack) and wakes that loop with uv_async_send(), unless the loop spins before its
+ * poll watching that inbox; the loop delivers its inbox from the async callback or from the
+ * spin, everything at once, since wake-ups coalesce.
  *
  * Rules that keep this deadlock-free and race-free:
  *   - A request's own fields (state_, the deadline heap, its context's queues) are only touched
  *     by its owner's thread. Another thread that matches it only unlinks its waiter (under the
- *     core's lock, which guards that link) and sets its status, then publishes it through the
- *     inbox's lock. The owner finishes the rest (deadline, counting) when it drains the inbox.
+ *     core's lock, which guards that link) and sets its status, then publishes it by pushing it on
+ *     the inbox (the push releases what it wrote). The owner finishes the rest (deadline,
+ *     counting) when it drains the inbox. The waker still holds the core's lock while it pushes
+ *     and wakes: the owner cannot destroy its end, nor so close its context, under it.
  *   - A thread holds at most one core lock at a time, except a select that locks all the cores
- *     of its cases, in address order (as Go's sellock), to poll and enqueue atomically. The
- *     inbox lock is taken under a core lock, never the other way round.
+ *     of its cases, in address order (as Go's sellock), to poll and enqueue atomically.
  *   - A select with a case on a shared channel (xsel_) may be matched by several threads at
  *     once, each holding a different lock: the first to exchange its claim_ from 0 to 1 wins (Go's
  *     selectDone); the others unlink the loser waiter they hold and move on. The winner leaves the
