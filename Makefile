@@ -7,10 +7,15 @@ FUZZ_SECONDS ?= 60
 # does not), with AddressSanitizer.
 SANITIZE_CONFIGURE = cmake -S . -B build-sanitize -DCMAKE_C_COMPILER=clang -DUVCHAN_SANITIZE=ON \
   -DCMAKE_BUILD_TYPE=Debug -DUVCHAN_BUILD_BENCH=OFF
+# ThreadSanitizer: the thread tests (test/test-thread*.c), the owner-thread test and the threads
+# stress, in their own build.
+TSAN_CONFIGURE = cmake -S . -B build-tsan -DCMAKE_C_COMPILER=clang -DUVCHAN_TSAN=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUVCHAN_BUILD_BENCH=OFF -DUVCHAN_BUILD_EXAMPLES=OFF
+TSAN_TESTS = $(basename $(notdir $(wildcard test/test-thread*.c))) test-owner
 STRESS_ARGS  ?=
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo test test-sanitize test-valgrind test-aarch64 bench fuzz stress install docs clean
+.PHONY: all deps build demo test test-sanitize test-tsan test-valgrind test-aarch64 bench fuzz stress install docs clean
 
 all: build
 
@@ -37,6 +42,14 @@ test-sanitize: deps
 	cmake --build build-sanitize -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-sanitize --output-on-failure -j $(JOBS)
+
+test-tsan: deps
+	@sh cmake/install-deps.sh clang
+	$(TSAN_CONFIGURE)
+	cmake --build build-tsan -j $(JOBS) --target $(TSAN_TESTS) uvchan-stress-thread
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir build-tsan --output-on-failure -j $(JOBS) \
+	  -R '^($(subst $(eval) ,|,$(strip $(TSAN_TESTS)))|stress-thread-smoke)$$'
 
 # Its own build, configured after valgrind (and so its header) is installed: task stacks are then
 # registered with valgrind, which a build made without the header cannot do. Runs every ctest
@@ -81,13 +94,21 @@ fuzz: deps
 	  -artifact_prefix=fuzz/ fuzz/corpus-work fuzz/corpus
 
 # The randomized runs of test/stress.c at full size, 20 rounds with their own seeds, plain and
-# (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round.
+# (5 rounds) under ASan+UBSan. STRESS_ARGS="-s SEED -r 1" replays a round. Then the threads
+# stress (test/stress-thread.c): 10 rounds plain, 2 under ASan+UBSan, 2 under ThreadSanitizer
+# (STRESS_THREAD_ARGS likewise).
+STRESS_THREAD_ARGS ?=
 stress: build
 	./$(BUILD)/test/uvchan-stress -r 20 $(STRESS_ARGS)
+	./$(BUILD)/test/uvchan-stress-thread -r 10 $(STRESS_THREAD_ARGS)
 	@sh cmake/install-deps.sh clang
 	$(SANITIZE_CONFIGURE)
-	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress
+	cmake --build build-sanitize -j $(JOBS) --target uvchan-stress uvchan-stress-thread
 	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress -r 5 $(STRESS_ARGS)
+	ASAN_OPTIONS=detect_leaks=1 ./build-sanitize/test/uvchan-stress-thread -r 2 $(STRESS_THREAD_ARGS)
+	$(TSAN_CONFIGURE)
+	cmake --build build-tsan -j $(JOBS) --target uvchan-stress-thread
+	TSAN_OPTIONS=halt_on_error=1 ./build-tsan/test/uvchan-stress-thread -r 2 $(STRESS_THREAD_ARGS)
 
 # Installs the headers, both libraries, the CMake package and uvchan.pc under PREFIX (default: the
 # configured CMAKE_INSTALL_PREFIX, /usr/local).
@@ -103,4 +124,4 @@ docs: deps
 	cmake --build $(BUILD) --target docs
 
 clean:
-	rm -rf $(BUILD) build-sanitize build-valgrind build-fuzz
+	rm -rf $(BUILD) build-sanitize build-tsan build-valgrind build-fuzz

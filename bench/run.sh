@@ -19,18 +19,13 @@ gorun() { # workload
     *) GOMAXPROCS=1 "$g" -w "$1" ;;
   esac
 }
-# uvchan's thread workloads come with the threads issue; until then only Go's side runs.
-cw="pingpong buffered pipeline select sieve parked spawn"
-gw="$cw thread_pingpong thread_buffered"
-for w in thread_pingpong thread_buffered; do
-  "$c" -w $w -n 1 > /dev/null 2>&1 && cw="$cw $w"
-done
 for run in 1 2 3; do
-  for w in $gw; do
-    case " $cw " in *" $w "*) "$c" -w "$w" >> "$out/c.txt" ;; esac
+  for w in pingpong buffered pipeline select sieve parked spawn thread_pingpong thread_buffered; do
+    "$c" -w "$w" >> "$out/c.txt"
     gorun "$w" >> "$out/go.txt"
   done
-  for w in pingpong_cb buffered_cb parked_cb scale stage1_cb relay1_cb stage4_cb relay4_cb; do
+  for w in pingpong_cb buffered_cb parked_cb scale stage1_cb relay1_cb stage4_cb relay4_cb \
+    thread_floor; do
     "$c" -w $w >> "$out/c.txt"
   done
 done
@@ -68,6 +63,7 @@ row stage4_cb - "ns/item, 4 callback stages" -
 row relay4_cb - "ns/item, 4 hand-written callback relays" -
 row thread_pingpong thread_pingpong "ns/roundtrip, two threads (Go: GOMAXPROCS=2)" 0.5
 row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.5
+row thread_floor - "ns/roundtrip, two bare threads on two cache lines: this machine's floor" -
 if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
   sh "$here/echo.sh" "$build"
   # A server on every core: echo_server -j N (N loops on N threads, SO_REUSEPORT). On a small

@@ -1,6 +1,8 @@
 /* uvchan's benchmarks: the same workloads as bench/peers/go, one line per run:
  *   <workload> <n> <value> <unit> [details]
  * usage: uvchan-bench -w WORKLOAD|all [-n N] */
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +28,18 @@ static void ctx_open(void) {
   uvchan_ctx_init(&loop, &ctx);
 }
 
-static void ctx_done(void) {
-  uv_run(&loop, UV_RUN_DEFAULT);
-  if (uvchan_ctx_close(&ctx, NULL) != 0) {
+static void ctx_done_on(uv_loop_t* l, uvchan_ctx_t* c) {
+  uv_run(l, UV_RUN_DEFAULT);
+  if (uvchan_ctx_close(c, NULL) != 0) {
     fprintf(stderr, "uvchan-bench: context still busy\n");
     exit(1);
   }
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  uv_run(l, UV_RUN_DEFAULT);
+  uv_loop_close(l);
+}
+
+static void ctx_done(void) {
+  ctx_done_on(&loop, &ctx);
 }
 
 /* Resident set size in bytes, from /proc/self/statm. */
@@ -703,6 +709,152 @@ static void bench_relay4_cb(void) {
   stages_run(4, 1);
 }
 
+/* ---- thread_pingpong, thread_buffered: two loops on two threads, a task on each side ---- */
+
+/* One side: a loop on its own thread, with its own context and its ends of the shared channels.
+ * The shared channels' first ends live on the main thread's context, which never runs. */
+typedef struct {
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+  uvchan_t a, b; /* this side's ends */
+  uvchan_t *sa, *sb;
+  uvchan_task_fn fn;
+  uv_thread_t thread;
+} side_t;
+
+static side_t sides[2];
+static uvchan_t xa, xb; /* the shared channels */
+
+static void side_main(void* arg) {
+  side_t* s = arg;
+  if (uv_loop_init(&s->loop) != 0 || uvchan_ctx_init(&s->loop, &s->ctx) != 0 ||
+      uvchan_attach(&s->ctx, &s->a, s->sa) != 0 ||
+      (s->sb != NULL && uvchan_attach(&s->ctx, &s->b, s->sb) != 0) ||
+      uvchan_task_spawn(&s->ctx, s->fn, s, NULL) != 0) {
+    fprintf(stderr, "uvchan-bench: thread side setup failed\n");
+    exit(1);
+  }
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uvchan_destroy(&s->a);
+  if (s->sb != NULL)
+    uvchan_destroy(&s->b);
+  ctx_done_on(&s->loop, &s->ctx);
+}
+
+/* Runs the two sides on two threads; the shared channels are made first, destroyed last. */
+static void sides_run(size_t cap, int two, uvchan_task_fn f0, uvchan_task_fn f1) {
+  ctx_open();
+  uvchan_init_shared(&ctx, &xa, sizeof(long), cap);
+  if (two)
+    uvchan_init_shared(&ctx, &xb, sizeof(long), cap);
+  for (int i = 0; i < 2; i++) {
+    memset(&sides[i], 0, sizeof(sides[i]));
+    sides[i].sa = &xa;
+    sides[i].sb = two ? &xb : NULL;
+    sides[i].fn = i == 0 ? f0 : f1;
+  }
+  for (int i = 0; i < 2; i++)
+    uv_thread_create(&sides[i].thread, side_main, &sides[i]);
+  for (int i = 0; i < 2; i++)
+    uv_thread_join(&sides[i].thread);
+  uvchan_destroy(&xa);
+  if (two)
+    uvchan_destroy(&xb);
+  ctx_done();
+}
+
+static void tp_ping(void* arg) {
+  side_t* s = arg;
+  long v;
+  t0 = now_ns();
+  for (long i = 0; i < N; i++) {
+    uvchan_task_send(&s->a, &i);
+    if (uvchan_task_recv(&s->b, &v) != 0 || v != i + 1)
+      fprintf(stderr, "thread_pingpong: wrong value\n"), exit(1);
+  }
+  t1 = now_ns();
+  uvchan_close(&s->a);
+}
+
+static void tp_pong(void* arg) {
+  side_t* s = arg;
+  long v;
+  while (uvchan_task_recv(&s->a, &v) == 0) {
+    v++;
+    uvchan_task_send(&s->b, &v);
+  }
+}
+
+static void bench_thread_pingpong(void) {
+  sides_run(0, 1, tp_ping, tp_pong);
+  printf("thread_pingpong %ld %.1f ns/roundtrip\n", N, (t1 - t0) / (double)N);
+}
+
+static void tb_prod(void* arg) {
+  side_t* s = arg;
+  long items = N * 10;
+  t0 = now_ns();
+  for (long i = 0; i < items; i++)
+    uvchan_task_send(&s->a, &i);
+  uvchan_close(&s->a);
+}
+
+static void tb_cons(void* arg) {
+  side_t* s = arg;
+  long v, sum = 0, items = N * 10;
+  while (uvchan_task_recv(&s->a, &v) == 0)
+    sum += v;
+  t1 = now_ns();
+  if (sum != items * (items - 1) / 2)
+    fprintf(stderr, "thread_buffered: wrong sum\n"), exit(1);
+}
+
+static void bench_thread_buffered(void) {
+  sides_run(1024, 0, tb_prod, tb_cons);
+  printf("thread_buffered %ld %.1f ns/item\n", N * 10, (t1 - t0) / (double)(N * 10));
+}
+
+/* ---- thread_floor: the machine's own floor for the two above, without uvchan ----
+ * Two threads hand a counter back and forth through two cache lines, waiting by spinning (pause,
+ * then yielding the CPU between short spins, as uvchan's loops do): no channel, no loop, no
+ * wake-up. No cross-thread round trip can be cheaper on this machine. */
+
+static _Atomic long floor_a __attribute__((aligned(64)));
+static _Atomic long floor_b __attribute__((aligned(64)));
+
+static void floor_wait(_Atomic long* x, long want) {
+  for (unsigned i = 1; atomic_load_explicit(x, memory_order_acquire) != want; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (i > 1024 && (i & 15) == 0)
+      sched_yield();
+  }
+}
+
+static void floor_pong(void* arg) {
+  (void)arg;
+  for (long i = 1; i <= N; i++) {
+    floor_wait(&floor_a, i);
+    atomic_store_explicit(&floor_b, i, memory_order_release);
+  }
+}
+
+static void bench_thread_floor(void) {
+  uv_thread_t t;
+  atomic_store(&floor_a, 0);
+  atomic_store(&floor_b, 0);
+  uv_thread_create(&t, floor_pong, NULL);
+  t0 = now_ns();
+  for (long i = 1; i <= N; i++) {
+    atomic_store_explicit(&floor_a, i, memory_order_release);
+    floor_wait(&floor_b, i);
+  }
+  t1 = now_ns();
+  uv_thread_join(&t);
+  printf("thread_floor %ld %.1f ns/roundtrip\n", N, (t1 - t0) / (double)N);
+}
+
 static const struct {
   const char* name;
   void (*fn)(void);
@@ -715,6 +867,8 @@ static const struct {
     {"parked1m", bench_parked1m},       {"spawn", bench_spawn},
     {"stage1_cb", bench_stage1_cb},     {"stage4_cb", bench_stage4_cb},
     {"relay1_cb", bench_relay1_cb},     {"relay4_cb", bench_relay4_cb},
+    {"thread_pingpong", bench_thread_pingpong}, {"thread_buffered", bench_thread_buffered},
+    {"thread_floor", bench_thread_floor},
 };
 
 int main(int argc, char** argv) {

@@ -27,5 +27,6 @@
 #include "uvchan/thread.h"
 #include "uvchan/pipeline.h"
 #include "uvchan/net.h"
+#include "uvchan/pool.h"
 
 #endif /* UVCHAN_H */

@@ -190,7 +190,11 @@ static void uvchan__deliver(uvchan_req_t* req) {
  * callbacks count against a local copy, so they cost no memory traffic for it. Delivery stops as
  * soon as uv_stop() was called, as Go's scheduler stops at once. */
 static void uvchan__on_check(uv_check_t* check) {
-  uvchan_ctx_t* ctx = UVCHAN__CONTAINER_OF(check, uvchan_ctx_t, check_);
+  uvchan__deliver_batch(UVCHAN__CONTAINER_OF(check, uvchan_ctx_t, check_));
+}
+
+/* The body of the check callback; thread.c's spin also delivers with it (see uvchan__on_prepare). */
+void uvchan__deliver_batch(uvchan_ctx_t* ctx) {
   uv_loop_t* loop = ctx->loop;
   unsigned budget = ctx->batch_;
   uvchan_req_t* req;
@@ -408,32 +412,32 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   uv_once(&uvchan__memcheck_once, uvchan__memcheck_init);
   memset(ctx, 0, sizeof(*ctx));
   ctx->loop = loop;
-  if (uv_mutex_init(&ctx->inbox_lock_) != 0)
-    return UV_ENOMEM;
   err = uv_check_init(loop, &ctx->check_);
-  if (err != 0) {
-    uv_mutex_destroy(&ctx->inbox_lock_);
+  if (err != 0)
     return err;
-  }
-  uv_idle_init(loop, &ctx->idle_);   /* these two cannot fail */
+  uv_idle_init(loop, &ctx->idle_);   /* these three cannot fail */
   uv_timer_init(loop, &ctx->timer_);
+  uv_prepare_init(loop, &ctx->prepare_);
   err = uv_async_init(loop, &ctx->async_, uvchan__on_async);
   if (err != 0) {
     uv_close((uv_handle_t*)&ctx->check_, NULL);
     uv_close((uv_handle_t*)&ctx->idle_, NULL);
     uv_close((uv_handle_t*)&ctx->timer_, NULL);
-    uv_mutex_destroy(&ctx->inbox_lock_);
+    uv_close((uv_handle_t*)&ctx->prepare_, NULL);
     return err;
   }
   /* The idle handle keeps the loop alive while completions are queued; the check handle that
-   * delivers them never does on its own, nor does the async handle, but while a request waits
-   * on a shared channel (thread.c). */
+   * delivers them never does on its own, nor does the prepare handle (thread.c's spin), nor the
+   * async handle, but while a request waits on a shared channel (thread.c). */
   uv_unref((uv_handle_t*)&ctx->check_);
   uv_unref((uv_handle_t*)&ctx->async_);
+  uv_unref((uv_handle_t*)&ctx->prepare_);
   ctx->check_.data = (void*)&uvchan__handle_tag;
   ctx->idle_.data = (void*)&uvchan__handle_tag;
   ctx->timer_.data = (void*)&uvchan__handle_tag;
   ctx->async_.data = (void*)&uvchan__handle_tag;
+  ctx->prepare_.data = (void*)&uvchan__handle_tag;
+  ctx->spin_us_ = UVCHAN_DEFAULT_SPIN_US;
   uvchan__ctx_bind(ctx);
   ctx->timer_due_ = UINT64_MAX;
   ctx->batch_ = UVCHAN_DEFAULT_BATCH;
@@ -448,11 +452,14 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
     uv_close((uv_handle_t*)&ctx->idle_, NULL);
     uv_close((uv_handle_t*)&ctx->timer_, NULL);
     uv_close((uv_handle_t*)&ctx->async_, NULL);
-    uv_mutex_destroy(&ctx->inbox_lock_);
+    uv_close((uv_handle_t*)&ctx->prepare_, NULL);
     return err;
   }
   ctx->magic_ = UVCHAN__CTX_MAGIC;
   uvchan_ctx_seed(ctx, (uint64_t)(uintptr_t)ctx ^ uv_hrtime());
+  env = getenv("UVCHAN_SPIN_US"); /* uvchan_ctx_set_spin() for a whole program */
+  if (env != NULL && env[0] >= '0' && env[0] <= '9')
+    ctx->spin_us_ = (unsigned)strtoul(env, NULL, 10);
   env = getenv("UVCHAN_TRACE");
   if (env != NULL && env[0] == '1')
     uvchan_ctx_set_trace(ctx, uvchan_trace_print, NULL);
@@ -461,7 +468,6 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
 
 static void uvchan__handle_done(uvchan_ctx_t* ctx) {
   if (--ctx->nhandles_ == 0) {
-    uv_mutex_destroy(&ctx->inbox_lock_);
     ctx->magic_ = 0;
     if (ctx->close_cb_ != NULL)
       ctx->close_cb_(ctx);
@@ -488,6 +494,10 @@ static void uvchan__on_stack_timer_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, stack_timer_));
 }
 
+static void uvchan__on_prepare_closed(uv_handle_t* h) {
+  uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, prepare_));
+}
+
 static void uvchan__on_probe_closed(uv_handle_t* h) {
   uvchan__handle_done(UVCHAN__CONTAINER_OF(h, uvchan_ctx_t, probe_));
 }
@@ -505,7 +515,7 @@ static void uvchan__probe_find(uv_handle_t* h, void* arg) {
   uvchan__probe_t* p = (uvchan__probe_t*)arg;
   if (h == (uv_handle_t*)&p->ctx->check_ || h == (uv_handle_t*)&p->ctx->idle_ ||
       h == (uv_handle_t*)&p->ctx->timer_ || h == (uv_handle_t*)&p->ctx->async_ ||
-      h == (uv_handle_t*)&p->ctx->stack_timer_)
+      h == (uv_handle_t*)&p->ctx->stack_timer_ || h == (uv_handle_t*)&p->ctx->prepare_)
     p->found = 1;
 }
 
@@ -544,6 +554,7 @@ void uvchan__ctx_maybe_finish_close(uvchan_ctx_t* ctx) {
   if (ctx->stack_timer_.type == UV_TIMER) /* initialised with the first task (stack.c) */
     uvchan__close_handle(ctx, (uv_handle_t*)&ctx->stack_timer_, uvchan__on_stack_timer_closed,
                          &foreign);
+  uvchan__close_handle(ctx, (uv_handle_t*)&ctx->prepare_, uvchan__on_prepare_closed, &foreign);
   if (foreign) {
     uv_idle_init(ctx->loop, &ctx->probe_); /* cannot fail */
     ctx->probe_.data = (void*)&uvchan__handle_tag;
@@ -832,8 +843,12 @@ static size_t uvchan__walk_waiter(struct uvchan__waiter_s* w, uvchan_walk_cb cb,
   info.ncases = 0;
   if (req->type == UVCHAN_REQ_SELECT) {
     sel = (uvchan_select_t*)req;
-    for (i = 0; sel->cases_[i].w_.link.next == NULL; i++)
-      ;
+    if (sel->xsel_) {
+      i = uvchan__xsel_first(sel); /* its links on shared channels are other threads' too */
+    } else {
+      for (i = 0; sel->cases_[i].w_.link.next == NULL; i++)
+        ;
+    }
     if (&sel->cases_[i].w_ != w)
       return 0;
     info.cases = sel->cases_;

@@ -146,6 +146,7 @@ int uvchan_try_reserve(uvchan_t* ch, uvchan_permit_t* permit) {
 /* The channel of a held permit, or NULL: a permit whose channel was destroyed (or re-created)
  * holds nothing any more. */
 static uvchan_t* uvchan__permit_chan(const uvchan_permit_t* permit) {
+  /* a permit never filled may be garbage: memcheck is told that this read is deliberate */
   if (permit == NULL || !UVCHAN__MAGIC_IS(permit, UVCHAN__PERMIT_MAGIC) ||
       !uvchan__chan_ok(permit->chan_) ||
       permit->chan_->id_ != permit->chan_id_)

@@ -78,9 +78,11 @@ UVCHAN__INLINE int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, 
   uvchan_case_t* c;
   uvchan_t* ch;
   int chosen = -1, shared = 0;
-  uint32_t k = 0;
+  uint32_t k;
   unsigned i;
 
+again:
+  k = 0;
   for (i = 0; i < n; i++) {
     if ((ch = cases[i].chan) == NULL)
       continue;
@@ -107,6 +109,12 @@ UVCHAN__INLINE int uvchan__select_poll(uvchan_ctx_t* ctx, uvchan_case_t* cases, 
     *status = shared ? uvchan__send_x(ch, c->value, req, 1, ctx) : uvchan__send_now(ch, c->value, req);
   else
     *status = uvchan__reserve_now(ch, (uvchan_permit_t*)c->value);
+  /* The case looked ready only because of waiters of selects another thread has just completed
+   * (claimed): the match unlinked them, so polling again cannot find them twice. */
+  if (UVCHAN__UNLIKELY(*status == UVCHAN__MUST_WAIT)) {
+    chosen = -1;
+    goto again;
+  }
   return chosen;
 }
 

@@ -27,6 +27,26 @@ void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_
 #define UVCHAN__ASAN_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
 #endif
 
+/* ThreadSanitizer follows the switches between task stacks as switches between its fibers: each
+ * task gets one, and the loop's side is whatever fiber runs the loop's thread. */
+#if defined(__SANITIZE_THREAD__)
+#define UVCHAN__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UVCHAN__TSAN 1
+#endif
+#endif
+
+#if defined(UVCHAN__TSAN)
+void* __tsan_get_current_fiber(void);
+void* __tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void* fiber);
+void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+#define UVCHAN__TSAN_SWITCH(fiber) __tsan_switch_to_fiber((fiber), 0)
+#else
+#define UVCHAN__TSAN_SWITCH(fiber) ((void)0)
+#endif
+
 enum { UVCHAN__TASK_READY = 0, UVCHAN__TASK_RUNNING, UVCHAN__TASK_PARKED, UVCHAN__TASK_DEAD };
 
 /* Task flags. */
@@ -57,6 +77,9 @@ struct uvchan_task_s {
    * every call takes the slow path that returns UV_ECANCELED. */
   unsigned coop;
   unsigned coop_refill;
+#if defined(UVCHAN__TSAN)
+  void* tsan_fiber;
+#endif
 };
 
 /* Per-context task runtime, allocated with the first task. */
@@ -66,6 +89,9 @@ struct uvchan__rt_s {
   const void* sched_bottom;
   size_t sched_size;
   int from_sched;     /* ASan builds: the switch in flight left the loop's stack */
+#if defined(UVCHAN__TSAN)
+  void* tsan_sched; /* the fiber of the loop's side */
+#endif
   uvchan_task_t* dead; /* a finished task whose stack is freed after the switch off it */
   uvchan__stacks_t stacks;
 };
@@ -119,10 +145,12 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
     if (next == t)
       return 0;
     UVCHAN__ASAN_START(fake, next->stack.lo, UVCHAN__STACK_SPAN(next));
+    UVCHAN__TSAN_SWITCH(next->tsan_fiber);
     uvchan__fiber_switch(&t->fiber, &next->fiber);
   } else {
     uvchan__current = NULL;
     UVCHAN__ASAN_START(fake, rt->sched_bottom, rt->sched_size);
+    UVCHAN__TSAN_SWITCH(rt->tsan_sched);
     uvchan__fiber_switch(&t->fiber, &rt->sched);
   }
   return 1;
@@ -132,6 +160,9 @@ static int uvchan__task_leave(uvchan_task_t* t, void** fake) {
 static void uvchan__task_reap(struct uvchan__rt_s* rt) {
   uvchan_task_t* dead = rt->dead;
   rt->dead = NULL;
+#if defined(UVCHAN__TSAN)
+  __tsan_destroy_fiber(dead->tsan_fiber);
+#endif
   uvchan__stack_put(&dead->stack);
 }
 
@@ -198,6 +229,10 @@ void uvchan__task_resume(uvchan_req_t* req) {
   rt->from_sched = 1;
 #endif
   UVCHAN__ASAN_START(&rt->sched_fake, t->stack.lo, UVCHAN__STACK_SPAN(t));
+#if defined(UVCHAN__TSAN)
+  rt->tsan_sched = __tsan_get_current_fiber();
+#endif
+  UVCHAN__TSAN_SWITCH(t->tsan_fiber);
   uvchan__fiber_switch(&rt->sched, &t->fiber);
   uvchan__task_landed(rt, rt->sched_fake);
 }
@@ -216,6 +251,8 @@ int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info) {
     return 0;
   if (req->type == UVCHAN_REQ_WG_WAIT || req->w_.chan != NULL)
     return 0; /* in a wait group's or a channel's queue: the walk finds it there */
+  if (req->type == UVCHAN_REQ_SELECT && t->r.sel.xsel_)
+    return 0; /* it waits on a shared channel (or was completed): the walk finds it there */
   if (req->type == UVCHAN_REQ_SELECT)
     for (i = 0; i < t->r.sel.ncases_; i++)
       if (t->r.sel.cases_[i].w_.link.next != NULL)
@@ -417,6 +454,9 @@ static int uvchan__spawn(uvchan_ctx_t* ctx, uvchan_task_ref_t* ref, uvchan_task_
     t->name = attr->name;
     t->wg = attr->wg;
   }
+#if defined(UVCHAN__TSAN)
+  t->tsan_fiber = __tsan_create_fiber(0);
+#endif
   uvchan__fiber_make(&t->fiber, st.lo, (char*)t, uvchan__task_entry, t);
   uvchan__list_push(&ctx->tasks_, &t->link);
   ctx->ntasks_++;

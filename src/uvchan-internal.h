@@ -170,6 +170,8 @@ int uvchan__gate_slow(uvchan_ctx_t* ctx, const void* magic);
 /* ---- ctx.c: completion queue, deadlines, trace, random ---- */
 
 void uvchan__idle_start(uvchan_ctx_t* ctx);
+/* Delivers up to batch_ completions from the queue (the check phase's work). */
+void uvchan__deliver_batch(uvchan_ctx_t* ctx);
 
 /* Sets the final status and queues the callback (or the task's resumption) for the loop. */
 static inline void uvchan__complete(uvchan_req_t* req, int status) {
@@ -474,6 +476,8 @@ int uvchan__x_close(uvchan_t* end);
 int uvchan__x_destroy(uvchan_t* end);
 void uvchan__x_cancel_end(uvchan_t* end);
 size_t uvchan__x_walk(uvchan_t* end, uvchan_walk_cb cb, void* arg);
+/* The case at which the deadlock report lists a waiting select with a shared case. */
+unsigned uvchan__xsel_first(const uvchan_select_t* sel);
 /* Runs `fn` on the core of `end` under its lock (queries, settings). */
 void uvchan__x_locked(const uvchan_t* end, void (*fn)(uvchan_t* core, void* arg), void* arg);
 /* Select: locks the distinct cores of the shared cases in address order, returning how many

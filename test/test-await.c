@@ -39,11 +39,14 @@ typedef struct {
   uv_work_t work;
   uvchan_await_t aw;
   uv_sem_t* gate; /* if set, the work blocks on it */
+  uv_sem_t* running; /* if set, posted when the work starts */
   long in, out;
 } job_t;
 
 static void job_work(uv_work_t* w) {
   job_t* j = (job_t*)w;
+  if (j->running != NULL)
+    uv_sem_post(j->running);
   if (j->gate != NULL)
     uv_sem_wait(j->gate);
   j->out = j->in * j->in;
@@ -194,24 +197,44 @@ static void late_post(uv_timer_t* t) {
   uv_close((uv_handle_t*)t, NULL);
 }
 
+/* The deadline must come once the job runs, however slowly the threadpool picks it up
+ * (valgrind, a busy machine): right after queueing it, the task arms a timer whose callback holds
+ * the loop until the job has started; the deadline's timer is due later and fires after it. */
+static uv_sem_t job_running;
+static uv_timer_t hold;
+static void hold_until_running(uv_timer_t* t) {
+  uv_sem_wait(&job_running);
+  uv_close((uv_handle_t*)t, NULL);
+}
+
+static void running_timed_out_task(void* arg) {
+  job_t* j = arg;
+  assert_int_equal(uv_timer_init(LOOP, &hold), 0);
+  assert_int_equal(uv_timer_start(&hold, hold_until_running, 0, 0), 0);
+  result = (int)task_work(LOOP, j, 5);
+}
+
 static void test_await_deadline_waits_for_running_work(void** state) {
   fixture_t* f = FX(state);
   job_t j;
   uv_timer_t t;
   assert_int_equal(uv_sem_init(&gate, 0), 0);
+  assert_int_equal(uv_sem_init(&job_running, 0), 0);
   memset(&j, 0, sizeof(j));
   j.in = 4;
   j.gate = &gate;
+  j.running = &job_running;
   LOOP = &f->loop;
   result = 1;
   assert_int_equal(uv_timer_init(&f->loop, &t), 0);
   t.data = &gate;
   assert_int_equal(uv_timer_start(&t, late_post, 30, 0), 0);
-  assert_int_equal(uvchan_task_spawn(&f->ctx, timed_out_task, &j, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, running_timed_out_task, &j, NULL), 0);
   RUN(f);
   assert_int_equal(result, 0); /* the real outcome, not UV_ETIMEDOUT */
   assert_int_equal(j.out, 16);
   uv_sem_destroy(&gate);
+  uv_sem_destroy(&job_running);
 }
 
 static void lookup_task(void* arg) {

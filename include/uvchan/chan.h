@@ -31,9 +31,11 @@ struct uvchan_ctx_s {
   uv_idle_t idle_;
   uv_timer_t timer_;
   uv_async_t async_; /* wakes the loop when another thread completed a request (thread.c) */
-  uv_mutex_t inbox_lock_;
-  uvchan_req_t* inbox_; /* requests other threads completed, for this thread to deliver */
-  int spinning_;        /* the loop polls the inbox without sleeping: no uv_async_send needed */
+  uv_prepare_t prepare_; /* spins before the poll while a request waits on a shared channel */
+  uvchan_req_t* inbox_; /* atomic: requests other threads completed, newest first (thread.c) */
+  int spinning_;        /* atomic: the loop polls the inbox without sleeping: no uv_async_send */
+  int xactive_;         /* cross-thread traffic since the loop last slept: worth spinning */
+  unsigned spin_us_;    /* how long the loop spins after cross-thread traffic (0: never) */
   uvchan_req_t* qhead_;
   uvchan_req_t* qtail_;
   const void* gate_;   /* thread_, unless start calls must take the slow path (UVCHAN__GATE) */
@@ -248,7 +250,7 @@ struct uvchan_s {
   uint64_t dropped_;
   uint64_t id_; /* never reused: a permit names the channel it holds a slot of */
   uvchan_t* core_;  /* a shared channel's end: the channel holding the state (maybe itself) */
-  void* lock_;      /* a shared channel's core: its uv_mutex_t */
+  int lock_;        /* a shared channel's core: its spinlock */
   size_t refs_;     /* a shared channel's core: how many ends use it (itself included) */
   uint32_t magic_;
   unsigned flags_;

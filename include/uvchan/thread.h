@@ -23,12 +23,15 @@ extern "C" {
  *
  * On an end, from the thread of the end's context: every channel call (callback requests, task
  * calls, select, try-operations, close, destroy). From any thread, loop or not:
- * uvchan_try_send(), uvchan_try_recv(), uvchan_close(), uvchan_len(), uvchan_is_closed(), and the
- * uvchan_thread_* calls. Not (yet) on shared channels: reservations (UV_EINVAL), tracing (events
- * of shared channels are not traced).
+ * uvchan_try_send(), uvchan_try_recv(), uvchan_close(), the queries (uvchan_len(),
+ * uvchan_is_closed(), uvchan_cap(), uvchan_elem_size(), uvchan_waiting_senders(),
+ * uvchan_waiting_receivers(), uvchan_dropped()), uvchan_set_overflow(), uvchan_set_destructor(),
+ * and the uvchan_thread_* calls. Not (yet) on shared channels: reservations (UV_EINVAL), tracing
+ * (events of shared channels are not traced).
  *
  * A request waiting on a shared channel keeps its loop alive (another thread may complete it),
- * unlike a wait on a loop's own channel.
+ * unlike a wait on a loop's own channel. While one waits, after cross-thread traffic, the loop
+ * spins for a while before it sleeps in the poll (uvchan_ctx_set_spin()).
  * @{ */
 
 /** Initialises `ch` as a shared channel, and as its first end, bound to `ctx`. Arguments and
@@ -63,6 +66,21 @@ UVCHAN_EXTERN int uvchan_thread_recv(uvchan_t* ch, void* value);
 
 /** As uvchan_thread_recv(), giving up after `timeout` ms (UV_ETIMEDOUT, nothing received). */
 UVCHAN_EXTERN int uvchan_thread_recv_timeout(uvchan_t* ch, void* value, uint64_t timeout);
+
+/** How long, by default, a loop spins (in microseconds) before it sleeps in the poll, while one
+ * of its requests waits on a shared channel and another thread completed one of its requests
+ * recently (see uvchan_ctx_set_spin()). */
+#define UVCHAN_DEFAULT_SPIN_US 50
+
+/** Sets how long the loop of `ctx` spins before it sleeps, in microseconds (0: never spins).
+ * While a request of `ctx` waits on a shared channel, and another thread completed one of its
+ * requests (or it completed one of another thread's) since the loop last slept, the loop does
+ * not block in the poll at once: it watches for completions from other threads for up to `usec`
+ * (less when a timer is due sooner), still leaving the spin as soon as I/O is ready. A value
+ * handed across threads then costs no system call on either side (no uv_async_send(), no
+ * wake-up), at the price of up to `usec` of CPU time per burst of traffic. Call it from the
+ * context's thread. Returns 0, UV_EINVAL for a bad context, UV_EPERM from another thread. */
+UVCHAN_EXTERN int uvchan_ctx_set_spin(uvchan_ctx_t* ctx, unsigned usec);
 /** @} */
 
 #ifdef __cplusplus
