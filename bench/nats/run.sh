@@ -14,7 +14,7 @@ server=$(command -v nats-server 2>/dev/null || echo /usr/sbin/nats-server)
 dir=$(mktemp -d)
 "$server" -a 127.0.0.1 -p -1 -js -sd "$dir/js" > "$dir/server.log" 2>&1 &
 spid=$!
-trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
+trap 'kill $spid 2>/dev/null; wait $spid 2>/dev/null || true; rm -rf "$dir"' EXIT INT TERM
 port=""
 for i in $(seq 1 100); do
   port=$(sed -n 's/.*Listening for client connections on [0-9.]*:\([0-9]*\).*/\1/p' "$dir/server.log")
