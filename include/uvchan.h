@@ -27,5 +27,6 @@
 #include "uvchan/thread.h"
 #include "uvchan/pipeline.h"
 #include "uvchan/net.h"
+#include "uvchan/stream.h"
 
 #endif /* UVCHAN_H */
