@@ -239,7 +239,9 @@ void uvchan__net_ctx_release(uvchan_ctx_t* ctx) {
     if (((struct uvchan__res_s*)l)->shutdown != uvchan__st_shutdown)
       continue;
     st = UVCHAN__CONTAINER_OF(l, uvchan__netst_t, res);
-    if (st->inflight == 0 && !(st->flags & UVCHAN__NET_CLOSING))
+    /* A state an open stream adapter uses stays: the adapter keeps the close from going on. */
+    if (st->inflight == 0 &&
+        !(st->flags & (UVCHAN__NET_CLOSING | UVCHAN__NET_ADAPT_RD | UVCHAN__NET_ADAPT_WR)))
       uvchan__st_free(st);
   }
 }

@@ -1136,7 +1136,8 @@ static int uvchan__split_line(uvchan_splitter_t* sp, const char* p, size_t n, in
   if ((err = uvchan__split_msg(sp, len)) != 0)
     return err;
   k = sp->plen_ < len ? sp->plen_ : len;
-  memcpy(sp->msg_.base, sp->part_, k);
+  if (k > 0)
+    memcpy(sp->msg_.base, sp->part_, k);
   if (len > k)
     memcpy(sp->msg_.base + k, p, len - k); /* for KEEP_EOL, p[n] is the "\n" */
   sp->plen_ = 0;
