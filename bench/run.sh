@@ -71,3 +71,8 @@ row thread_buffered thread_buffered "ns/item, two threads (Go: GOMAXPROCS=2)" 0.
 if [ -x "$build/bench/echo-load" ] && [ -x "$build/bench/libuv-echo" ]; then
   sh "$here/echo.sh" "$build"
 fi
+if [ -x "$build/bench/chat-load" ] && [ -x "$build/examples/chat_server" ]; then
+  echo
+  echo "chat_server: 20 chatting clients beside a client that never reads and/or a flooder"
+  sh "$here/chat.sh" "$build"
+fi
