@@ -582,7 +582,7 @@ static void uvchan__reader_on_sent(uvchan_send_t* req, int status) {
 }
 
 static void uvchan__reader_on_fs(uv_fs_t* fs) {
-  uvchan_reader_t* r = UVCHAN__CONTAINER_OF(fs, uvchan_reader_t, fs_);
+  uvchan_reader_t* r = fs->data;
   ssize_t n = fs->result;
   uv_fs_req_cleanup(fs);
   r->node_.busy--;
@@ -610,7 +610,8 @@ static void uvchan__reader_fs_next(uvchan_reader_t* r) {
   if (err == 0) {
     b = uv_buf_init(r->pending_.base, (unsigned)(r->pending_.len > UINT32_MAX ? UINT32_MAX
                                                                                : r->pending_.len));
-    err = uv_fs_read(r->node_.ctx->loop, &r->fs_, r->fd_, &b, 1, -1, uvchan__reader_on_fs);
+    r->fs_->data = r;
+    err = uv_fs_read(r->node_.ctx->loop, r->fs_, r->fd_, &b, 1, -1, uvchan__reader_on_fs);
     if (err == 0) {
       r->waiting_ |= UVCHAN__W_FS;
       r->node_.busy++;
@@ -637,6 +638,12 @@ static void uvchan__reader_closing(uvchan__node* node) {
   }
 }
 
+static void uvchan__reader_release(uvchan__node* node) {
+  uvchan_reader_t* r = UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_);
+  free(r->fs_);
+  r->fs_ = NULL;
+}
+
 static void uvchan__reader_call_end(uvchan__node* node, void (*cb)(void), int status) {
   ((uvchan_reader_cb)cb)(UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_), status);
 }
@@ -646,8 +653,8 @@ static void uvchan__reader_call_close(uvchan__node* node, void (*cb)(void)) {
 }
 
 static const struct uvchan__pnode_ops_s uvchan__reader_ops = {
-    uvchan__reader_start_hook, uvchan__reader_abort, uvchan__reader_closing, NULL,
-    uvchan__reader_call_end, uvchan__reader_call_close};
+    uvchan__reader_start_hook, uvchan__reader_abort, uvchan__reader_closing,
+    uvchan__reader_release, uvchan__reader_call_end, uvchan__reader_call_close};
 
 static int uvchan__reader_ok(const uvchan_reader_t* r) {
   return r != NULL && uvchan__node_ok(&r->node_, UVCHAN__PNODE_EXT) &&
@@ -712,6 +719,8 @@ int uvchan_reader_init_fd(uvchan_ctx_t* ctx, uvchan_reader_t* reader, uv_file fd
     return err;
   memset(reader, 0, sizeof(*reader));
   if (own == NULL) {
+    if ((reader->fs_ = malloc(sizeof(uv_fs_t))) == NULL)
+      return UV_ENOMEM;
     reader->flags_ = UVCHAN__IO_FS;
   } else {
     if ((err = uvchan__sio_attach(ctx, &own->u.stream, reader, NULL, &st)) != 0) {
@@ -832,7 +841,7 @@ static void uvchan__writer_eof(uvchan_writer_t* w) {
 }
 
 static void uvchan__writer_on_fs(uv_fs_t* fs) {
-  uvchan_writer_t* w = UVCHAN__CONTAINER_OF(fs, uvchan_writer_t, fs_);
+  uvchan_writer_t* w = fs->data;
   ssize_t n = fs->result;
   uv_fs_req_cleanup(fs);
   w->node_.busy--;
@@ -855,7 +864,9 @@ static void uvchan__writer_on_fs(uv_fs_t* fs) {
 static void uvchan__writer_fs_write(uvchan_writer_t* w) {
   size_t left = w->cur_.len - w->off_;
   uv_buf_t b = uv_buf_init(w->cur_.base + w->off_, (unsigned)(left > UINT32_MAX ? UINT32_MAX : left));
-  int err = uv_fs_write(w->node_.ctx->loop, &w->fs_, w->fd_, &b, 1, -1, uvchan__writer_on_fs);
+  int err;
+  w->fs_->data = w;
+  err = uv_fs_write(w->node_.ctx->loop, w->fs_, w->fd_, &b, 1, -1, uvchan__writer_on_fs);
   if (err != 0) {
     uvchan__writer_end(w, err);
     return;
@@ -962,6 +973,12 @@ static void uvchan__writer_closing(uvchan__node* node) {
   }
 }
 
+static void uvchan__writer_release(uvchan__node* node) {
+  uvchan_writer_t* w = UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_);
+  free(w->fs_);
+  w->fs_ = NULL;
+}
+
 static void uvchan__writer_call_end(uvchan__node* node, void (*cb)(void), int status) {
   ((uvchan_writer_cb)cb)(UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_), status);
 }
@@ -971,8 +988,8 @@ static void uvchan__writer_call_close(uvchan__node* node, void (*cb)(void)) {
 }
 
 static const struct uvchan__pnode_ops_s uvchan__writer_ops = {
-    uvchan__writer_start_hook, uvchan__writer_abort, uvchan__writer_closing, NULL,
-    uvchan__writer_call_end, uvchan__writer_call_close};
+    uvchan__writer_start_hook, uvchan__writer_abort, uvchan__writer_closing,
+    uvchan__writer_release, uvchan__writer_call_end, uvchan__writer_call_close};
 
 static int uvchan__writer_ok(const uvchan_writer_t* w) {
   return w != NULL && uvchan__node_ok(&w->node_, UVCHAN__PNODE_EXT) &&
@@ -1035,6 +1052,8 @@ int uvchan_writer_init_fd(uvchan_ctx_t* ctx, uvchan_writer_t* writer, uvchan_t* 
     return err;
   memset(writer, 0, sizeof(*writer));
   if (own == NULL) {
+    if ((writer->fs_ = malloc(sizeof(uv_fs_t))) == NULL)
+      return UV_ENOMEM;
     writer->flags_ = UVCHAN__IO_FS;
   } else {
     if ((err = uvchan__sio_attach(ctx, &own->u.stream, NULL, writer, &st)) != 0) {

@@ -171,7 +171,7 @@ struct uvchan_reader_s {
   uvchan_t* out_;
   uvchan_pool_t* pool_;
   void* st_;
-  uv_fs_t fs_;
+  uv_fs_t* fs_; /* files only: the read request (on the heap: streams need none) */
   uv_file fd_;
   unsigned flags_;
   unsigned waiting_;
@@ -241,7 +241,7 @@ struct uvchan_writer_s {
   struct uvchan__pnode_s node_;
   uvchan_t* in_;
   void* st_;
-  uv_fs_t fs_;
+  uv_fs_t* fs_; /* files only: the write request */
   uv_shutdown_t shut_;
   uv_file fd_;
   unsigned flags_;
