@@ -17,7 +17,8 @@ if [ "$(ulimit -n)" -lt $((n + 100)) ]; then
 fi
 echo
 echo "echo: resident bytes per idle connection, $n connections each served once (target uvchan <= 8192)"
-for server in "uvchan $build/examples/echo_server" "libuv $build/bench/libuv-echo"; do
+for server in "uvchan $build/examples/echo_server" "libuv $build/bench/libuv-echo" \
+  "stream $build/examples/stream_echo"; do
   name=${server%% *}
   cmd=${server#* }
   port=$("$load" -F < /dev/null)

@@ -48,7 +48,8 @@ faults() { # cmd c s count -> minor faults per 1000 round trips after a warm-up
 }
 
 printf '%-8s %-10s %14s %18s\n' server shape "instr/rt" "faults/1000 rt"
-for server in "uvchan $build/examples/echo_server" "libuv $build/bench/libuv-echo"; do
+for server in "uvchan $build/examples/echo_server" "libuv $build/bench/libuv-echo" \
+  "stream $build/examples/stream_echo"; do
   name=${server%% *}
   cmd=${server#* }
   for shape in 64:64:64x64B 1:65536:1x64KB 1000:64:1000x64B; do

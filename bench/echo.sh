@@ -25,6 +25,7 @@ servers="
 uvchan  $build/examples/echo_server PORT
 libuv   $build/bench/libuv-echo PORT
 go      env GOMAXPROCS=1 $build/bench/go-echo PORT
+stream  $build/examples/stream_echo PORT
 "
 if [ $# -gt 0 ]; then
   servers=$(for s in "$@"; do echo "$s"; done)

@@ -81,3 +81,8 @@ if [ -x "$build/bench/nats-bench" ]; then
   echo
   sh "$here/nats/run.sh" "$build"
 fi
+if [ -x "$build/bench/chat-load" ] && [ -x "$build/examples/chat_server" ]; then
+  echo
+  echo "chat_server: 20 chatting clients beside a client that never reads and/or a flooder"
+  sh "$here/chat.sh" "$build"
+fi

@@ -1,7 +1,7 @@
 /* wordfreq: the 10 most frequent words of stdin, as "count word" lines (count descending, then
  * word ascending), in bounded memory on any input size.
  *
- *   stdin --adapter--> chunks --split--> batches --count x K--> tables_k --merge--> tables --> sum
+ *   stdin --reader--> chunks --split--> batches --count x K--> tables_k --merge--> tables --> sum
  *
  * A word is a maximal run of ASCII letters, lowercased. The pipeline is callback-only:
  *   - split: a stage that cuts 64 KiB chunks into batches of words (several per chunk; a word
@@ -9,9 +9,10 @@
  *   - count: K stages on the one batches channel (fan-out), each asynchronous: it counts a batch
  *     into its own table on libuv's threadpool (uv_queue_work), and its `finish` emits the table;
  *   - merge: the K table channels into one (fan-in); the sink adds the tables up and prints.
- * All of them are members of one pipeline: the first error stops the rest.
+ * All of them, and the reader of stdin, are members of one pipeline: the first error stops the
+ * rest.
  *
- * Backpressure reaches stdin: the chunk channel holds 4 chunks, the adapter stops reading while
+ * Backpressure reaches stdin: the chunk channel holds 4 chunks, the reader stops reading while
  * it is full, and every stage holds at most one input, so memory is bounded by the channels'
  * capacities plus the word tables (one entry per distinct word). */
 #include <stdio.h>
@@ -25,188 +26,16 @@ enum { CHUNK = 64 * 1024, BATCH = 16 * 1024, MAX_COUNTERS = 4, TOP = 10 };
 static uv_loop_t* loop;
 static uvchan_ctx_t ctx;
 
-/* ---- chunk buffers: a small pool; the chunk channel's destructor returns buffers to it ---- */
+/* ---- chunks: stdin read by a stream reader into a channel of buffers (uvchan/stream.h) ----
+ * The reader opens fd 0 as what it is (a pipe or a TTY is read as a stream, a regular file with
+ * uv_fs_read), reads 64 KiB blocks of the pool into `chunks`, and stops reading while `chunks` is
+ * full. EOF closes the channel; a read error ends the reader, and so the pipeline, with it. A
+ * chunk received by the split stage is the stage's, and is released there; chunks left in the
+ * channel at teardown go back to the pool through its destructor (uvchan_buf_chan_init). */
 
-typedef struct {
-  char* base;
-  size_t len;
-} chunk_t;
+static uvchan_pool_t pool;
+static uvchan_reader_t reader;
 
-static char* pool_free[8];
-static int pool_n;
-
-static char* pool_get(void) {
-  char* b = pool_n > 0 ? pool_free[--pool_n] : malloc(CHUNK);
-  if (b == NULL) {
-    fprintf(stderr, "wordfreq: out of memory\n");
-    exit(1);
-  }
-  return b;
-}
-
-static void pool_put(char* b) {
-  if (pool_n < (int)(sizeof(pool_free) / sizeof(pool_free[0])))
-    pool_free[pool_n++] = b;
-  else
-    free(b);
-}
-
-static void chunk_dtor(uvchan_t* ch, void* value) {
-  (void)ch;
-  pool_put(((chunk_t*)value)->base);
-}
-
-/* ==== TEMPORARY stdin adapter ==================================================================
- * Stands in for the stream adapter of issue 13 (stream -> channel of buffers), which does not
- * exist yet: replace this section with it. It reads fd 0 into the `chunks` channel: a pipe or a
- * tty with uv_read_start, stopped (uv_read_stop) while the channel is full and started again
- * when a send of the pending chunk completes; a regular file with uv_fs_read, one read per free
- * slot. EOF closes the channel; a read error closes it too and is reported at the end. Buffers
- * come from the pool, and go back to it through the channel's element destructor. */
-
-static struct {
-  uvchan_t* ch;
-  union {
-    uv_pipe_t pipe;
-    uv_tty_t tty;
-  } h;
-  int is_stream;
-  int open;   /* the stream handle is not closed */
-  int status; /* a read error, if any */
-  uv_fs_t fs;
-  uvchan_send_t send;
-  chunk_t pending; /* the chunk a waiting send holds */
-  int sending;
-  int stopped; /* the pipeline ended early: stop reading */
-} in;
-
-static void adapter_close(void) {
-  if (in.is_stream && in.open) {
-    in.open = 0;
-    uv_close((uv_handle_t*)&in.h, NULL);
-  }
-}
-
-static void adapter_end(int status) {
-  if (status < 0 && status != UV_EOF && in.status == 0)
-    in.status = status;
-  (void)uvchan_close(in.ch); /* UV_EPIPE if closed already */
-  adapter_close();
-}
-
-static void file_read_next(void);
-static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-static void on_stream_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-
-static void on_chunk_sent(uvchan_send_t* req, int status) {
-  (void)req;
-  in.sending = 0;
-  if (status != 0) { /* the pipeline ended: the chunk was not taken */
-    pool_put(in.pending.base);
-    adapter_end(0);
-    return;
-  }
-  if (in.stopped)
-    return;
-  if (!in.is_stream)
-    file_read_next();
-  else if ((status = uv_read_start((uv_stream_t*)&in.h, on_alloc, on_stream_read)) != 0)
-    adapter_end(status);
-}
-
-/* Hands a chunk to the channel: at once if it has room, else through a send that waits. */
-static int adapter_put(char* base, size_t len) {
-  chunk_t c = {base, len};
-  int r = uvchan_try_send(in.ch, &c);
-  if (r != UV_EAGAIN)
-    return r;
-  in.pending = c;
-  in.sending = 1;
-  return uvchan_send(&in.send, in.ch, &in.pending, on_chunk_sent) == 0 ? UV_EAGAIN : UV_EPIPE;
-}
-
-static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  (void)h;
-  (void)suggested;
-  *buf = uv_buf_init(pool_get(), CHUNK);
-}
-
-static void on_stream_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  int r;
-  if (nread <= 0) {
-    if (buf->base != NULL)
-      pool_put(buf->base);
-    if (nread < 0)
-      adapter_end((int)nread); /* UV_EOF, or a read error */
-    return;
-  }
-  r = adapter_put(buf->base, (size_t)nread);
-  if (r == UV_EAGAIN) {
-    uv_read_stop(s); /* the channel is full: backpressure reaches the fd */
-  } else if (r != 0) {
-    pool_put(buf->base);
-    adapter_end(0);
-  }
-}
-
-static char* file_buf;
-static void on_file_read(uv_fs_t* req) {
-  ssize_t n = req->result;
-  int r;
-  uv_fs_req_cleanup(req);
-  if (n <= 0 || in.stopped) {
-    pool_put(file_buf);
-    adapter_end(n < 0 ? (int)n : 0);
-    return;
-  }
-  r = adapter_put(file_buf, (size_t)n);
-  if (r == 0) {
-    file_read_next();
-  } else if (r != UV_EAGAIN) {
-    pool_put(file_buf);
-    adapter_end(0);
-  }
-}
-
-static void file_read_next(void) {
-  uv_buf_t b;
-  file_buf = pool_get();
-  b = uv_buf_init(file_buf, CHUNK);
-  if (uv_fs_read(loop, &in.fs, 0, &b, 1, -1, on_file_read) != 0) {
-    pool_put(file_buf);
-    adapter_end(UV_EIO);
-  }
-}
-
-static int adapter_start(uvchan_t* ch) {
-  uv_handle_type t = uv_guess_handle(0);
-  int r;
-  in.ch = ch;
-  if (t == UV_TTY) {
-    r = uv_tty_init(loop, &in.h.tty, 0, 1);
-  } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
-    r = uv_pipe_init(loop, &in.h.pipe, 0);
-    if (r == 0 && (r = uv_pipe_open(&in.h.pipe, 0)) != 0)
-      uv_close((uv_handle_t*)&in.h.pipe, NULL);
-  } else {
-    file_read_next(); /* a regular file, /dev/null... */
-    return 0;
-  }
-  if (r != 0)
-    return r;
-  in.is_stream = 1;
-  in.open = 1;
-  return uv_read_start((uv_stream_t*)&in.h, on_alloc, on_stream_read);
-}
-
-/* The pipeline failed: stop reading, and give back a chunk a send still holds. */
-static void adapter_stop(void) {
-  in.stopped = 1;
-  if (in.sending)
-    (void)uvchan_cancel((uvchan_req_t*)&in.send); /* on_chunk_sent puts the chunk back */
-  adapter_close();
-}
-/* ==== end of the temporary stdin adapter ==================================================== */
 
 /* ---- batches of words: NUL-terminated, lowercased, back to back ---- */
 
@@ -393,7 +222,7 @@ static int carry_push(char c) {
 }
 
 static int split_fn(uvchan_job_t* job, void* value) {
-  chunk_t c = *(chunk_t*)value;
+  uvchan_buf_t c = *(uvchan_buf_t*)value;
   int r = 0;
   for (size_t i = 0; i < c.len && r == 0; i++) {
     unsigned char ch = (unsigned char)c.base[i];
@@ -404,7 +233,7 @@ static int split_fn(uvchan_job_t* job, void* value) {
       sp.ncarry = 0;
     }
   }
-  pool_put(c.base);
+  uvchan_buf_release(&c);
   return r != 0 ? r : split_flush(job); /* the chunk's words go on now; a cut word waits */
 }
 
@@ -533,9 +362,7 @@ static int pipeline_status = 1;
 
 static void on_pipeline_end(uvchan_pipeline_t* p, int status) {
   (void)p;
-  pipeline_status = status;
-  if (status != 0)
-    adapter_stop();
+  pipeline_status = status; /* a failure stopped every member, the reader included */
 }
 
 int main(void) {
@@ -547,17 +374,18 @@ int main(void) {
   uvchan_stage_opts_t split_opts = {1, 0, split_finish, &pipeline};
   uvchan_stage_opts_t count_opts = {1, UVCHAN_STAGE_ASYNC, count_finish, &pipeline};
   uvchan_merge_opts_t merge_opts = {0, &pipeline};
+  uvchan_io_opts_t reader_opts = {0, &pipeline, 0, NULL};
   unsigned k = uv_available_parallelism(), i;
   int r, failed = 0;
 
   k = k < 1 ? 1 : k > MAX_COUNTERS ? MAX_COUNTERS : k;
   loop = uv_default_loop();
-  if ((r = uvchan_ctx_init(loop, &ctx)) != 0 || (r = uvchan_pipeline_init(&ctx, &pipeline)) != 0)
+  if ((r = uvchan_ctx_init(loop, &ctx)) != 0 || (r = uvchan_pipeline_init(&ctx, &pipeline)) != 0 ||
+      (r = uvchan_pool_init(&pool, CHUNK, 8)) != 0 || (r = uvchan_buf_chan_init(&ctx, &chunks, 4)) != 0 ||
+      (r = uvchan_reader_init_fd(&ctx, &reader, 0, &chunks, &pool, &reader_opts)) != 0)
     goto fail;
-  uvchan_init(&ctx, &chunks, sizeof(chunk_t), 4);
   uvchan_init(&ctx, &batches, sizeof(batch_t*), 2 * k);
   uvchan_init(&ctx, &tables, sizeof(table_t*), 1);
-  uvchan_set_destructor(&chunks, chunk_dtor);
   uvchan_set_destructor(&batches, batch_dtor);
   uvchan_set_destructor(&tables, table_dtor);
   if ((r = uvchan_stage_init(&ctx, &split, &chunks, &batches, split_fn, &split_opts)) != 0)
@@ -580,13 +408,12 @@ int main(void) {
       (r = uvchan_pipeline_start(&pipeline, on_pipeline_end)) != 0)
     goto fail;
   sink.req.data = &tables;
-  if ((r = uvchan_recv(&sink.req, &tables, &sink.got, on_table)) != 0 ||
-      (r = adapter_start(&chunks)) != 0)
+  if ((r = uvchan_recv(&sink.req, &tables, &sink.got, on_table)) != 0)
     goto fail;
   uv_run(loop, UV_RUN_DEFAULT);
 
-  if (pipeline_status != 0 || in.status != 0 || sink.status != 0 || sink.done != UV_EOF) {
-    r = in.status != 0 ? in.status : pipeline_status != 0 ? pipeline_status : sink.status;
+  if (pipeline_status != 0 || sink.status != 0 || sink.done != UV_EOF) {
+    r = reader.status != 0 ? reader.status : pipeline_status != 0 ? pipeline_status : sink.status;
     fprintf(stderr, "wordfreq: %s\n", r != 0 ? uv_strerror(r) : "pipeline stalled");
     failed = 1;
   } else {
@@ -607,8 +434,7 @@ int main(void) {
   table_free(sink.total);
   free(sp.b);
   free(sp.carry);
-  while (pool_n > 0)
-    free(pool_free[--pool_n]);
+  uvchan_pool_destroy(&pool);
   uvchan_ctx_close(&ctx, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

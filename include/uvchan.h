@@ -28,5 +28,6 @@
 #include "uvchan/pipeline.h"
 #include "uvchan/net.h"
 #include "uvchan/pool.h"
+#include "uvchan/stream.h"
 
 #endif /* UVCHAN_H */

@@ -165,7 +165,7 @@ static void uvchan__on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
 
 /* Stops libuv reading for uvchan (libuv may have stopped already: a close, or the application's
  * uv_read_stop()). */
-static void uvchan__st_stop_reading(uvchan__netst_t* st) {
+void uvchan__st_stop_reading(uvchan__netst_t* st) {
   uv_stream_t* s = (uv_stream_t*)st->handle;
   if ((st->flags & UVCHAN__NET_READING) && s->read_cb == uvchan__on_read)
     uv_read_stop(s);
@@ -180,10 +180,20 @@ static void uvchan__net_wake(uvchan__netw_t* w, ssize_t status) {
   uvchan_await_done(&w->aw, status);
 }
 
+/* The state goes away under the stream adapters, if any: they let go of it. */
+static void uvchan__st_gone(uvchan__netst_t* st) {
+  void (*gone)(uvchan__netst_t*) = st->gone_cb;
+  if (gone != NULL) {
+    st->gone_cb = NULL;
+    gone(st);
+  }
+}
+
 /* The handle is going away: every task waiting on it returns UV_ECANCELED and must not touch the
- * state again (`closed`). */
+ * state again (`closed`), and the adapters let go. */
 static void uvchan__st_fail_waiters(uvchan__netst_t* st) {
   uvchan__netw_t* w;
+  uvchan__st_gone(st);
   if (st->rd != NULL) {
     st->rd->closed = 1;
     uvchan__net_wake(st->rd, UV_ECANCELED);
@@ -209,6 +219,7 @@ static void uvchan__st_fail_waiters(uvchan__netst_t* st) {
  * callback finds no state and stops reading. */
 static void uvchan__st_shutdown(struct uvchan__res_s* res) {
   uvchan__netst_t* st = UVCHAN__CONTAINER_OF(res, uvchan__netst_t, res);
+  uvchan__st_gone(st);
   if (st->inflight == 0 || (st->flags & UVCHAN__NET_CLOSING)) {
     uvchan__st_free(st);
     return;
@@ -228,7 +239,9 @@ void uvchan__net_ctx_release(uvchan_ctx_t* ctx) {
     if (((struct uvchan__res_s*)l)->shutdown != uvchan__st_shutdown)
       continue;
     st = UVCHAN__CONTAINER_OF(l, uvchan__netst_t, res);
-    if (st->inflight == 0 && !(st->flags & UVCHAN__NET_CLOSING))
+    /* A state an open stream adapter uses stays: the adapter keeps the close from going on. */
+    if (st->inflight == 0 &&
+        !(st->flags & (UVCHAN__NET_CLOSING | UVCHAN__NET_ADAPT_RD | UVCHAN__NET_ADAPT_WR)))
       uvchan__st_free(st);
   }
 }
@@ -271,7 +284,10 @@ int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out) {
 
 /* The state of `h` for the running task. */
 static int uvchan__st_task(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** out) {
-  return uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
+  int err = uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
+  if (err == 0)
+    (*out)->flags &= ~UVCHAN__NET_RELEASE; /* a task uses it: it stays */
+  return err;
 }
 
 static void uvchan__net_wait_init(uvchan__netw_t* w, uvchan__netst_t* st, uvchan_await_cb cancel) {
@@ -356,8 +372,9 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
     return 0;
   if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
     return err;
-  if (st->rd != NULL || (s->read_cb != NULL && s->read_cb != uvchan__on_read))
-    return UV_EBUSY; /* another task reads it, or the application does */
+  if (st->rd != NULL || (st->flags & UVCHAN__NET_ADAPT_RD) ||
+      (s->read_cb != NULL && s->read_cb != uvchan__on_read))
+    return UV_EBUSY; /* another task reads it, a stream reader does, or the application */
   if (s->read_cb != uvchan__on_read)
     st->flags &= ~UVCHAN__NET_READING; /* libuv stopped reading for us (uv_read_stop()) */
   if ((err = uv_fileno((uv_handle_t*)s, &fd)) != 0)
@@ -443,7 +460,35 @@ static void uvchan__on_write(uv_write_t* req, int status) {
      * which comes after this): forget it now. */
     uvchan__st_fail_waiters(st);
     uvchan__st_free(st);
+  } else if (st->inflight == 0 && (st->flags & UVCHAN__NET_RELEASE)) {
+    uvchan__st_put(st); /* the adapters left before their last write was done */
   }
+}
+
+/* Nothing of the task calls uses `st`: no waiting task, no reading, listening or closing. */
+static int uvchan__st_idle(const uvchan__netst_t* st) {
+  return st->rd == NULL && st->wr == NULL && st->closer == NULL &&
+         uvchan__list_empty(&st->acceptors) &&
+         !(st->flags & (UVCHAN__NET_READING | UVCHAN__NET_LISTENING | UVCHAN__NET_PENDING |
+                        UVCHAN__NET_CLOSING | UVCHAN__NET_ORPHAN | UVCHAN__NET_ADAPT_RD |
+                        UVCHAN__NET_ADAPT_WR));
+}
+
+void uvchan__st_put(uvchan__netst_t* st) {
+  st->room_cb = NULL;
+  st->gone_cb = NULL;
+  st->ext = NULL;
+  st->flags &= ~(UVCHAN__NET_ADAPT_RD | UVCHAN__NET_ADAPT_WR);
+  if (!uvchan__st_idle(st)) {
+    st->flags &= ~UVCHAN__NET_RELEASE; /* a task uses it: it stays */
+    return;
+  }
+  /* Streams the adapters served come and go (a server's connections): their states must not
+   * pile up until the context closes, nor outlive the handle's memory. */
+  if (st->inflight == 0)
+    uvchan__st_free(st);
+  else
+    st->flags |= UVCHAN__NET_RELEASE;
 }
 
 static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64_t timeout,
@@ -465,8 +510,8 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
     return 0;
   if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
     return err;
-  if (st->wr != NULL)
-    return UV_EBUSY;
+  if (st->wr != NULL || (st->flags & UVCHAN__NET_ADAPT_WR))
+    return UV_EBUSY; /* another task waits in a write, or a stream writer writes it */
   due = uvchan__due(t, timeout, has_deadline);
   for (;;) {
     if (st->werr != 0)

@@ -1,8 +1,9 @@
 /* Internal: uvchan's state for a libuv handle that the network calls use (net.c). The task calls
- * of uvchan/net.h are built on it, and so can adapters that read or write streams from callbacks:
- * they find the state from a handle with uvchan__st_find(), create it with uvchan__st_get(), queue
- * bytes under the high-water mark with uvchan__st_write_some() and learn of room through
- * room_cb. */
+ * of uvchan/net.h are built on it, and so are the stream adapters (stream.c), which read or write
+ * streams from callbacks: they find the state from a handle with uvchan__st_find(), create it with
+ * uvchan__st_get(), mark it with UVCHAN__NET_ADAPT_RD/WR (task reads or writes then get UV_EBUSY),
+ * queue bytes under the high-water mark with uvchan__st_write_some(), learn of room through
+ * room_cb and of the state's end through gone_cb, and hand it back with uvchan__st_put(). */
 #ifndef UVCHAN_NET_INTERNAL_H
 #define UVCHAN_NET_INTERNAL_H
 
@@ -12,7 +13,10 @@ enum {
   UVCHAN__NET_LISTENING = 1u << 2, /* uv_listen() with uvchan's connection callback */
   UVCHAN__NET_PENDING = 1u << 3,   /* libuv holds a connection no task has accepted yet */
   UVCHAN__NET_CLOSING = 1u << 4,   /* uvchan_task_close() runs: its close callback frees */
-  UVCHAN__NET_ORPHAN = 1u << 5     /* its context shut down: freed by the last write's callback */
+  UVCHAN__NET_ORPHAN = 1u << 5,    /* its context shut down: freed by the last write's callback */
+  UVCHAN__NET_ADAPT_RD = 1u << 6,  /* a stream reader (stream.c) reads it */
+  UVCHAN__NET_ADAPT_WR = 1u << 7,  /* a stream writer (stream.c) writes it */
+  UVCHAN__NET_RELEASE = 1u << 8    /* adapters used it: freed once nothing uses it */
 };
 
 typedef struct uvchan__netst_s uvchan__netst_t;
@@ -35,7 +39,11 @@ struct uvchan__netst_s {
   /* For writers that are not tasks (a channel drained into the stream): called when the queue
    * comes below the mark, or a queued write failed (werr). */
   void (*room_cb)(uvchan__netst_t* st);
-  void* ext; /* the adapter's own state, if any */
+  /* Called once when the state is about to go away under its adapters (the handle is closed by
+   * uvchan_task_close() or by the application, or the context shuts down): they must stop using
+   * it, the handle included, from then on. */
+  void (*gone_cb)(uvchan__netst_t* st);
+  void* ext; /* the adapters' own state, if any */
 };
 
 /* The state of handle `h` (any pointer: a lookup in the thread's table), or NULL. */
@@ -48,5 +56,11 @@ int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out);
  * the queue. Call it while st->queued < st->hwm and st->werr == 0. Returns the bytes taken (> 0)
  * or an error, which is also kept in st->werr. */
 ssize_t uvchan__st_write_some(uvchan__netst_t* st, const char* p, size_t len);
+/* Stops libuv reading the stream for the task calls, if it does. */
+void uvchan__st_stop_reading(uvchan__netst_t* st);
+/* The adapters are done with `st` (room_cb, gone_cb, ext and the ADAPT flags cleared): it is
+ * freed now if nothing else uses it, or after its last queued write. A task call that uses the
+ * stream before that keeps it. */
+void uvchan__st_put(uvchan__netst_t* st);
 
 #endif /* UVCHAN_NET_INTERNAL_H */

@@ -26,20 +26,11 @@
 
 #include <stdlib.h>
 
-#define UVCHAN__PNODE_MAGIC 0x75706e64u /* "upnd" */
 #define UVCHAN__JOB_MAGIC 0x756a6f62u   /* "ujob" */
 #define UVCHAN__SUB_MAGIC 0x75737562u   /* "usub" */
 #define UVCHAN__PIPE_MAGIC 0x75706970u  /* "upip" */
 
-/* Object kinds, and object states (in this order: state comparisons rely on it). */
-enum { UVCHAN__STAGE = 1, UVCHAN__MERGE, UVCHAN__BCAST };
-enum {
-  UVCHAN__N_INIT = 1,
-  UVCHAN__N_RUNNING,
-  UVCHAN__N_ENDED,
-  UVCHAN__N_CLOSING,
-  UVCHAN__N_CLOSED
-};
+/* Object kinds and states: src/pipeline.h. */
 /* Pipeline state_ bits. */
 enum { UVCHAN__P_STARTED = 1u << 0, UVCHAN__P_CLOSING = 1u << 1, UVCHAN__P_ENDED = 1u << 2 };
 
@@ -50,8 +41,6 @@ enum { UVCHAN__P_STARTED = 1u << 0, UVCHAN__P_CLOSING = 1u << 1, UVCHAN__P_ENDED
 /* The most jobs a stage may run at once: a sanity bound on the job table's size. */
 #define UVCHAN__MAX_PARALLEL 65536u
 
-typedef struct uvchan__pnode_s uvchan__node;
-
 static void uvchan__notify(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_cb cb, int status) {
   uvchan__req_prepare(req, ctx, UVCHAN_REQ_NOTIFY, (void (*)(void))cb, 0);
   uvchan__complete(req, status);
@@ -59,7 +48,7 @@ static void uvchan__notify(uvchan_req_t* req, uvchan_ctx_t* ctx, uvchan_req_cb c
 
 /* The element destructor of `ch`, for a value that leaves an object's custody untaken. A
  * channel destroyed under the object (a misuse the header warns against) has none to call. */
-static void uvchan__destroy_value(uvchan_t* ch, void* value) {
+void uvchan__destroy_value(uvchan_t* ch, void* value) {
   if (uvchan__chan_ok(ch) && ch->dtor_ != NULL)
     ch->dtor_(ch, value);
 }
@@ -90,7 +79,7 @@ static int uvchan__gone(int status) {
 }
 
 /* A context new objects may join: live and not closing. */
-static int uvchan__ctx_open(const uvchan_ctx_t* ctx) {
+int uvchan__ctx_open(const uvchan_ctx_t* ctx) {
   return uvchan__ctx_ok(ctx) && !(ctx->flags_ & UVCHAN__CTX_CLOSING);
 }
 
@@ -104,7 +93,8 @@ static void uvchan__node_abort(uvchan__node* node, int status) {
   switch (node->kind) {
     case UVCHAN__STAGE: uvchan__stage_abort(node, status); break;
     case UVCHAN__MERGE: uvchan__merge_abort(node, status); break;
-    default: uvchan__bcast_abort(node, status); break;
+    case UVCHAN__BCAST: uvchan__bcast_abort(node, status); break;
+    default: node->ops->abort(node, status); break;
   }
 }
 
@@ -177,7 +167,7 @@ static void uvchan__pipe_member_left(uvchan_pipeline_t* p, uvchan__node* node) {
 static void uvchan__node_shutdown(struct uvchan__res_s* res);
 
 /* Checks and joins: the caller checked the context. Returns 0 or UV_EINVAL. */
-static int uvchan__node_check_pipe(uvchan_ctx_t* ctx, uvchan_pipeline_t* p) {
+int uvchan__node_check_pipe(uvchan_ctx_t* ctx, uvchan_pipeline_t* p) {
   if (p == NULL)
     return 0;
   if (!uvchan__pipe_ok(p) || p->ctx_ != ctx || p->state_ != 0)
@@ -185,10 +175,11 @@ static int uvchan__node_check_pipe(uvchan_ctx_t* ctx, uvchan_pipeline_t* p) {
   return 0;
 }
 
-static void uvchan__node_init(uvchan__node* node, uvchan_ctx_t* ctx, unsigned kind,
-                              uvchan_pipeline_t* p) {
+void uvchan__node_init(uvchan__node* node, uvchan_ctx_t* ctx, unsigned kind, uvchan_pipeline_t* p,
+                       const struct uvchan__pnode_ops_s* ops) {
   node->ctx = ctx;
   node->kind = kind;
+  node->ops = ops;
   node->state = UVCHAN__N_INIT;
   node->busy = 0;
   node->status = 0;
@@ -204,7 +195,7 @@ static void uvchan__node_init(uvchan__node* node, uvchan_ctx_t* ctx, unsigned ki
 }
 
 /* The common checks of a start or close call: the object is live and of `kind`. */
-static int uvchan__node_ok(const uvchan__node* node, unsigned kind) {
+int uvchan__node_ok(const uvchan__node* node, unsigned kind) {
   return UVCHAN__MAGIC_IS(node, UVCHAN__PNODE_MAGIC) && node->kind == kind;
 }
 
@@ -219,6 +210,14 @@ static int uvchan__node_start(uvchan__node* node, void (*cb)(void)) {
   return 0;
 }
 
+int uvchan__node_ext_start(uvchan__node* node, void (*cb)(void)) {
+  int err;
+  if ((err = uvchan__node_start(node, cb)) != 0)
+    return err;
+  node->ops->start(node);
+  return 0;
+}
+
 static void uvchan__node_on_end(uvchan_req_t* req, int status) {
   uvchan__node* node = UVCHAN__CONTAINER_OF(req, uvchan__node, end_req);
   switch (node->kind) {
@@ -228,15 +227,18 @@ static void uvchan__node_on_end(uvchan_req_t* req, int status) {
     case UVCHAN__MERGE:
       ((uvchan_merge_cb)node->end_cb)(UVCHAN__CONTAINER_OF(node, uvchan_merge_t, node_), status);
       break;
-    default:
+    case UVCHAN__BCAST:
       ((uvchan_broadcast_cb)node->end_cb)(UVCHAN__CONTAINER_OF(node, uvchan_broadcast_t, node_),
                                           status);
+      break;
+    default:
+      node->ops->call_end(node, node->end_cb, status);
       break;
   }
 }
 
 /* The object has ended (it was running): queue its end callback and tell its pipeline. */
-static void uvchan__node_end(uvchan__node* node, int status) {
+void uvchan__node_end(uvchan__node* node, int status) {
   node->state = UVCHAN__N_ENDED;
   node->status = status;
   if (node->end_cb != NULL)
@@ -261,8 +263,11 @@ static void uvchan__node_on_closed(uvchan_req_t* req, int status) {
       case UVCHAN__MERGE:
         ((uvchan_merge_close_cb)cb)(UVCHAN__CONTAINER_OF(node, uvchan_merge_t, node_));
         break;
-      default:
+      case UVCHAN__BCAST:
         ((uvchan_broadcast_close_cb)cb)(UVCHAN__CONTAINER_OF(node, uvchan_broadcast_t, node_));
+        break;
+      default:
+        node->ops->call_close(node, cb);
         break;
     }
   }
@@ -274,7 +279,7 @@ static void uvchan__merge_release(uvchan_merge_t* mg);
 
 /* A closing object whose last request or job came back frees its memory and queues its close
  * notice. */
-static void uvchan__node_maybe_closed(uvchan__node* node) {
+void uvchan__node_maybe_closed(uvchan__node* node) {
   if (node->state != UVCHAN__N_CLOSING || node->busy != 0)
     return;
   node->state = UVCHAN__N_CLOSED;
@@ -282,12 +287,14 @@ static void uvchan__node_maybe_closed(uvchan__node* node) {
     uvchan__stage_release(UVCHAN__CONTAINER_OF(node, uvchan_stage_t, node_));
   else if (node->kind == UVCHAN__MERGE)
     uvchan__merge_release(UVCHAN__CONTAINER_OF(node, uvchan_merge_t, node_));
-  else
+  else if (node->kind == UVCHAN__BCAST)
     free(UVCHAN__CONTAINER_OF(node, uvchan_broadcast_t, node_)->cur_);
+  else if (node->ops->release != NULL)
+    node->ops->release(node);
   uvchan__notify(&node->close_req, node->ctx, uvchan__node_on_closed, 0);
 }
 
-static int uvchan__node_close(uvchan__node* node, void (*cb)(void)) {
+int uvchan__node_close(uvchan__node* node, void (*cb)(void)) {
   uvchan_ctx_t* ctx = node->ctx;
   if (!UVCHAN__ON_THREAD(ctx))
     return UV_EPERM;
@@ -305,12 +312,14 @@ static int uvchan__node_close(uvchan__node* node, void (*cb)(void)) {
    * the context go on to close, and it must wait for this close to finish. */
   uvchan__ctx_closing_begin(ctx);
   uvchan__res_remove(ctx, &node->res);
+  if (node->kind == UVCHAN__PNODE_EXT && node->ops->closing != NULL)
+    node->ops->closing(node);
   uvchan__node_maybe_closed(node);
   return 0;
 }
 
 /* A request of the object (or an async job) came back. */
-static void uvchan__node_back(uvchan__node* node) {
+void uvchan__node_back(uvchan__node* node) {
   node->busy--;
   uvchan__node_maybe_closed(node);
 }
@@ -851,7 +860,7 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
     stage->jobs_[i].magic_ = UVCHAN__JOB_MAGIC;
     uvchan__job_free(stage, &stage->jobs_[i]);
   }
-  uvchan__node_init(&stage->node_, ctx, UVCHAN__STAGE, o.pipeline);
+  uvchan__node_init(&stage->node_, ctx, UVCHAN__STAGE, o.pipeline, NULL);
   return 0;
 }
 
@@ -1116,7 +1125,7 @@ int uvchan_merge_init(uvchan_ctx_t* ctx, uvchan_merge_t* merge, uvchan_t* const*
   merge->n_ = n;
   merge->nopen_ = n;
   merge->flags_ = flags;
-  uvchan__node_init(&merge->node_, ctx, UVCHAN__MERGE, p);
+  uvchan__node_init(&merge->node_, ctx, UVCHAN__MERGE, p, NULL);
   return 0;
 }
 
@@ -1355,7 +1364,7 @@ int uvchan_broadcast_init(uvchan_ctx_t* ctx, uvchan_broadcast_t* bc, uvchan_t* i
   }
   uvchan__list_init(&bc->subs_);
   bc->next_ = &bc->subs_;
-  uvchan__node_init(&bc->node_, ctx, UVCHAN__BCAST, p);
+  uvchan__node_init(&bc->node_, ctx, UVCHAN__BCAST, p, NULL);
   return 0;
 }
 
@@ -1451,8 +1460,11 @@ static void uvchan__node_close_any(uvchan__node* node) {
     case UVCHAN__MERGE:
       (void)uvchan_merge_close(UVCHAN__CONTAINER_OF(node, uvchan_merge_t, node_), NULL);
       break;
-    default:
+    case UVCHAN__BCAST:
       (void)uvchan_broadcast_close(UVCHAN__CONTAINER_OF(node, uvchan_broadcast_t, node_), NULL);
+      break;
+    default:
+      (void)uvchan__node_close(node, NULL);
       break;
   }
 }
@@ -1500,8 +1512,11 @@ int uvchan_pipeline_start(uvchan_pipeline_t* pipeline, uvchan_pipeline_cb cb) {
       case UVCHAN__MERGE:
         (void)uvchan_merge_start(UVCHAN__CONTAINER_OF(m, uvchan_merge_t, node_), NULL);
         break;
-      default:
+      case UVCHAN__BCAST:
         (void)uvchan_broadcast_start(UVCHAN__CONTAINER_OF(m, uvchan_broadcast_t, node_), NULL);
+        break;
+      default:
+        (void)uvchan__node_ext_start(m, NULL);
         break;
     }
   }

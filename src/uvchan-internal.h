@@ -561,5 +561,6 @@ uvchan__stacks_t* uvchan__task_stacks(uvchan_ctx_t* ctx);
 int uvchan__task_waits_elsewhere(uvchan_task_t* t, uvchan_waiting_t* info);
 
 #include "net.h"
+#include "pipeline.h"
 
 #endif /* UVCHAN_INTERNAL_H */

@@ -61,6 +61,7 @@ struct uvchan__pnode_s {
   uvchan_req_t close_req;
   void (*end_cb)(void);
   void (*close_cb)(void);
+  const struct uvchan__pnode_ops_s* ops; /* the hooks of an object defined elsewhere (stream.c) */
   size_t busy; /* requests and async jobs still to come back */
   int status;
   unsigned kind;
