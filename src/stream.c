@@ -80,7 +80,9 @@ int uvchan_pool_destroy(uvchan_pool_t* pool) {
   uvchan__blk_t* b;
   if (!uvchan__pool_ok(pool))
     return UV_EINVAL;
-  if (pool->outstanding != 0)
+  /* A reader or splitter still open would take blocks from a dead pool, and cache them there
+   * when they come back: memory nobody frees. */
+  if (pool->outstanding != 0 || pool->users_ != 0)
     return UV_EBUSY;
   while ((b = pool->free_) != NULL) {
     pool->free_ = b->next;
@@ -642,6 +644,7 @@ static void uvchan__reader_release(uvchan__node* node) {
   uvchan_reader_t* r = UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_);
   free(r->fs_);
   r->fs_ = NULL;
+  r->pool_->users_--; /* nothing reads into its blocks any more */
 }
 
 static void uvchan__reader_call_end(uvchan__node* node, void (*cb)(void), int status) {
@@ -679,6 +682,7 @@ static void uvchan__reader_setup(uvchan_ctx_t* ctx, uvchan_reader_t* r, uvchan_t
                                  uvchan_pool_t* pool, const uvchan_io_opts_t* o) {
   r->out_ = out;
   r->pool_ = pool;
+  pool->users_++;
   r->fd_ = -1;
   r->flags_ |= o->flags;
   uvchan__node_init(&r->node_, ctx, UVCHAN__PNODE_EXT, o->pipeline, &uvchan__reader_ops);
@@ -1345,6 +1349,8 @@ static void uvchan__split_release(uvchan__node* node) {
   free(sp->part_);
   sp->part_ = NULL;
   sp->pcap_ = 0;
+  if (sp->pool_ != NULL)
+    sp->pool_->users_--;
 }
 
 static void uvchan__split_call_end(uvchan__node* node, void (*cb)(void), int status) {
@@ -1383,6 +1389,8 @@ static int uvchan__split_init(uvchan_ctx_t* ctx, uvchan_splitter_t* sp, uvchan_t
   sp->in_ = in;
   sp->out_ = out;
   sp->pool_ = o.pool;
+  if (o.pool != NULL)
+    o.pool->users_++;
   sp->max_ = max;
   sp->kind_ = kind;
   sp->header_ = header;

@@ -10,8 +10,9 @@
  *
  * Every object here follows the life cycle of the pipeline objects: init (nothing runs yet) ->
  * start(cb) (cb runs once, from the loop, when it has ended) -> close(cb) (stops it if it runs,
- * waits for what is in flight, then cb; the struct may be freed in or after cb). The channels and
- * the streams stay the caller's: they must stay valid until the object's close callback. */
+ * waits for what is in flight, then cb; the struct may be freed in or after cb). The channels,
+ * the streams and the pools stay the caller's: they must stay valid until the object's close
+ * callback (uvchan_pool_destroy() refuses a pool that an object not yet closed uses). */
 #ifndef UVCHAN_STREAM_H
 #define UVCHAN_STREAM_H
 
@@ -73,6 +74,7 @@ struct uvchan_pool_s {
   size_t cached;      /**< read-only: free blocks kept now */
   /* private */
   void* free_;
+  size_t users_; /* readers and splitters that take blocks from it, until their close */
   uint32_t magic_;
 };
 
@@ -83,7 +85,8 @@ UVCHAN_EXTERN int uvchan_pool_init(uvchan_pool_t* pool, size_t block_size, size_
 
 /** Frees the cached blocks and retires the pool. Returns 0, UV_EINVAL (a bad pool), UV_EBUSY
  * (buffers of the pool are still out: release them, or destroy the channels holding them,
- * first; nothing is freed then). */
+ * first; or a reader or splitter made with the pool is not closed yet: its close callback
+ * must have run; nothing is freed then). */
 UVCHAN_EXTERN int uvchan_pool_destroy(uvchan_pool_t* pool);
 
 /** Makes a buffer of `len` bytes (contents undefined): a block of `pool` (`len` at most its
