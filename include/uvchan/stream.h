@@ -199,7 +199,8 @@ UVCHAN_EXTERN int uvchan_reader_init(uvchan_ctx_t* ctx, uvchan_reader_t* reader,
  * (uv_pipe_t), a TCP socket (uv_tcp_t), each read as a stream; a regular file or a device
  * (UV_FILE) is read with uv_fs_read() from its current offset, one block at a time, the next
  * read only once the channel took the last block. The reader closes its handle, and so `fd`,
- * when it is closed itself. Returns as uvchan_reader_init(), UV_EINVAL for a negative `fd`, or
+ * when it is closed itself; a regular file or a device has no handle, and its `fd` stays yours
+ * (close it after the close callback). Returns as uvchan_reader_init(), UV_EINVAL for a negative `fd`, or
  * libuv's error opening the handle (UV_EBADF for a descriptor that is not open). */
 UVCHAN_EXTERN int uvchan_reader_init_fd(uvchan_ctx_t* ctx, uvchan_reader_t* reader, uv_file fd,
                                         uvchan_t* out, uvchan_pool_t* pool,
@@ -264,7 +265,8 @@ UVCHAN_EXTERN int uvchan_writer_init(uvchan_ctx_t* ctx, uvchan_writer_t* writer,
 /** As uvchan_writer_init(), for a file descriptor (1 for stdout), opened as
  * uvchan_reader_init_fd() opens one; a regular file or a device is written with uv_fs_write() at
  * its current offset, one buffer at a time, and the end of the channel ends the writer without
- * a shutdown. The writer closes its handle, and so `fd`, when it is closed itself. */
+ * a shutdown. The writer closes its handle, and so `fd`, when it is closed itself; for a
+ * regular file or a device `fd` stays yours, as for the reader. */
 UVCHAN_EXTERN int uvchan_writer_init_fd(uvchan_ctx_t* ctx, uvchan_writer_t* writer, uvchan_t* in,
                                         uv_file fd, const uvchan_io_opts_t* opts);
 
