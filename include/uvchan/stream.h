@@ -200,8 +200,9 @@ UVCHAN_EXTERN int uvchan_reader_init(uvchan_ctx_t* ctx, uvchan_reader_t* reader,
  * (UV_FILE) is read with uv_fs_read() from its current offset, one block at a time, the next
  * read only once the channel took the last block. The reader closes its handle, and so `fd`,
  * when it is closed itself; a regular file or a device has no handle, and its `fd` stays yours
- * (close it after the close callback). Returns as uvchan_reader_init(), UV_EINVAL for a negative `fd`, or
- * libuv's error opening the handle (UV_EBADF for a descriptor that is not open). */
+ * (close it after the close callback). Returns as uvchan_reader_init(), UV_EINVAL for a
+ * negative `fd`, or libuv's error opening the handle (UV_EBADF for a descriptor that is not
+ * open). */
 UVCHAN_EXTERN int uvchan_reader_init_fd(uvchan_ctx_t* ctx, uvchan_reader_t* reader, uv_file fd,
                                         uvchan_t* out, uvchan_pool_t* pool,
                                         const uvchan_io_opts_t* opts);
