@@ -28,7 +28,8 @@
  * at most its outbox (references), its writer's queue (16 KiB) and its kernel buffers.
  *
  * A client that ends its input (EOF), sends a line longer than MAX_LINE (4096), or whose
- * connection fails, leaves: its pipeline is closed, its socket too.
+ * connection fails, leaves once the lines it sent before are relayed: its pipeline is closed,
+ * its socket too.
  *
  * The code between CHAT_NO_MAIN's guards is the server; test/test-stream-chat.c includes this file
  * to test it. */
@@ -284,7 +285,12 @@ static void relay_next(client_t* c) {
 
 static void client_pipeline_end(uvchan_pipeline_t* p, int status) {
   client_t* c = (client_t*)((char*)p - offsetof(client_t, p));
-  (void)status; /* a read or write error, or the close of a client that left */
+  (void)status; /* a read or write error, an overlong line, or the close of a client that left */
+  /* The splitter closed `lines` after the lines that came before the failure: the relay, still
+   * waiting, hands them on, then sees UV_EOF and the client leaves (relay_on_line). Leaving now
+   * would drop them. Nobody sends to the client meanwhile: its writer closed the outbox. */
+  if (!c->gone && c->relay_busy)
+    return;
   client_leave(c);
 }
 

@@ -321,6 +321,44 @@ static void long_client(void* arg) {
   assert_int_equal(uvchan_task_close((uv_handle_t*)&other), 0);
 }
 
+/* Lines sent before an overlong one, in the same write, still reach the others: the splitter
+ * sends them before it fails, and the client leaves only once its relay has handed them on. */
+static int before_long_ok;
+
+static void before_long_client(void* arg) {
+  static char text[5000];
+  uv_tcp_t tcp, other;
+  char buf[256];
+  size_t len = 0;
+  ssize_t n;
+  (void)arg;
+  assert_int_equal(connect_chat(&other), 0);
+  assert_int_equal(connect_chat(&tcp), 0);
+  wait_room(2);
+  memset(text, 'x', sizeof(text));
+  memcpy(text, "first\nsecond\n", 13); /* then 4987 bytes without "\n" */
+  assert_int_equal(uvchan_task_write((uv_stream_t*)&tcp, text, sizeof(text)), (ssize_t)sizeof(text));
+  while (len < 21) { /* "[2] first\n[2] second\n"; the bound only ends a broken run */
+    n = uvchan_task_read_timeout((uv_stream_t*)&other, buf + len, sizeof(buf) - len, 5000);
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+  }
+  before_long_ok = len == 21 && memcmp(buf, "[2] first\n[2] second\n", 21) == 0;
+  wait_room(1);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&tcp), 0);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&other), 0);
+}
+
+static void test_lines_before_overlong_line(void** state) {
+  start_chat(state, CHAT_DISCONNECT);
+  before_long_ok = 0;
+  assert_int_equal(uvchan_task_spawn(CTX, before_long_client, NULL, &client_attr), 0);
+  run_chat(state);
+  assert_int_equal(before_long_ok, 1);
+  assert_int_equal(chat.relayed, 2);
+}
+
 static void test_overlong_line(void** state) {
   start_chat(state, CHAT_DISCONNECT);
   long_eof = 0;
@@ -371,6 +409,7 @@ int main(void) {
       TEST(test_slow_client_disconnected),
       TEST(test_slow_client_dropped),
       TEST(test_overlong_line),
+      TEST(test_lines_before_overlong_line),
       TEST(test_stop_with_buffers_in_flight),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
