@@ -16,6 +16,7 @@ The examples take no port 0, so a free port is picked and the start retried on a
 binds port 0 and prints its port). Every step has a deadline, the whole check an alarm; whatever it
 started is killed on the way out.   usage: net-examples-check.py EXAMPLES_DIR
 """
+import ctypes
 import os
 import re
 import signal
@@ -61,6 +62,14 @@ def on_alarm(signum, frame):
     raise CheckFailed("the whole check took over %d s" % WHOLE)
 
 
+def die_with_us():
+    """In the child before exec: SIGKILL when this check dies, even by SIGKILL (a ctest timeout)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def free_port():
     s = socket.socket()
     s.bind((HOST, 0))
@@ -82,7 +91,8 @@ def spawn(name, argv, ready, clash="address already in use"):
         args = [a.format(port=port) for a in argv]
         log_path = os.path.join(tmp, "%s.%d.log" % (name, attempt))
         with open(log_path, "wb") as log:
-            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 preexec_fn=die_with_us)
         p.log_path = log_path
         p.name = name
         p.port = port
@@ -143,7 +153,7 @@ def round_trip(port, data, what):
         except Exception as e:
             err.append(e)
 
-    t = threading.Thread(target=sender)
+    t = threading.Thread(target=sender, daemon=True)
     t.start()
     try:
         got = recv_all(s, len(data))
@@ -167,7 +177,7 @@ def parallel_round_trips(port, total, conns, what):
         except Exception as e:
             errs.append(e)
 
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(conns)]
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(conns)]
     for t in ts:
         t.start()
     for t in ts:
@@ -290,7 +300,7 @@ def chat_checks(ex):
                 i += 1
                 stop_saying.wait(0.05)
 
-        t = threading.Thread(target=say)
+        t = threading.Thread(target=say, daemon=True)
         t.start()
         try:
             got = bf.readline()
