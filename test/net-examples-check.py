@@ -123,7 +123,7 @@ def connect(port):
             return socket.create_connection((HOST, port), timeout=STEP)
         except ConnectionRefusedError:
             if time.monotonic() > deadline:
-                raise
+                fail("127.0.0.1:%d still refuses connections after %.0f s" % (port, STEP))
             time.sleep(0.02)
 
 
