@@ -329,26 +329,24 @@ def main():
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(WHOLE)
     t0 = time.monotonic()
-    step = "start"
+    step, times = "start", []
+    parts = [("echo_server", lambda: echo_checks(ex, 1, signal.SIGINT)),
+             ("echo_server -j 2", lambda: echo_checks(ex, 2, signal.SIGTERM)),
+             ("proxy", lambda: proxy_checks(ex)),
+             ("fetch", lambda: fetch_checks(ex)),
+             ("chat_server", lambda: chat_checks(ex))]
     try:
-        step = "echo_server"
-        echo_checks(ex, 1, signal.SIGINT)
-        step = "echo_server -j 2"
-        echo_checks(ex, 2, signal.SIGTERM)
-        step = "proxy"
-        proxy_checks(ex)
-        step = "fetch"
-        fetch_checks(ex)
-        step = "chat_server"
-        chat_checks(ex)
+        for step, part in parts:
+            t = time.monotonic()
+            part()
+            times.append("%s %.2f s" % (step, time.monotonic() - t))
     except (CheckFailed, OSError, subprocess.TimeoutExpired) as e:
         print("net-examples: FAILED in %s: %s" % (step, e))
         return 1
     finally:
         signal.alarm(0)
         cleanup()
-    print("net-examples: ok (echo_server, echo_server -j 2, proxy, fetch, chat_server) in %.1f s"
-          % (time.monotonic() - t0))
+    print("net-examples: ok (%s) in %.1f s" % (", ".join(times), time.monotonic() - t0))
     return 0
 
 
