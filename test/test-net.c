@@ -1,6 +1,7 @@
 /* Network calls from tasks, over loopback: byte-exact echo with many clients, EOF, reset and
  * half-close, deadlines on connect/accept/read/write, a byte ledger across random deadlines, a
- * peer that never reads, pipes, and the application's handle->data left alone. */
+ * peer that never reads, pipes, the application's handle->data left alone, and the deadline and
+ * cancel paths of getaddrinfo (libuv's pool held busy) and shutdown. */
 #include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -571,7 +572,10 @@ static void test_getaddrinfo(void** state) {
 /* ---- getaddrinfo's deadline and cancel, made deterministic: every thread of libuv's pool is
  * held by a job blocked on a semaphore, so the lookup cannot run until the test lets it ---- */
 
-enum { POOL_THREADS = 4 }; /* main() sets UV_THREADPOOL_SIZE to this before the pool starts */
+/* main() sets UV_THREADPOOL_SIZE to this before the pool starts. */
+#define POOL_THREADS 4
+#define POOL_STR_(x) #x
+#define POOL_STR(x) POOL_STR_(x)
 static uv_work_t pool_jobs[POOL_THREADS], pool_sentinel;
 static uv_sem_t pool_gate, pool_sentinel_ran;
 static int pool_after;
@@ -795,6 +799,6 @@ int main(void) {
   };
   /* The getaddrinfo tests hold every thread of libuv's pool: they need its size known. Set
    * before the pool starts (at the first threadpool request of the process). */
-  setenv("UV_THREADPOOL_SIZE", "4", 1);
+  setenv("UV_THREADPOOL_SIZE", POOL_STR(POOL_THREADS), 1);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* Select from tasks, and timer channels (after, ticker). */
+/* Select from tasks, and timer channels (after, ticker, reset). */
 #include "test-helpers.h"
 
 static uvchan_ctx_t* CTX;
