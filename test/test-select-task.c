@@ -106,11 +106,14 @@ static void test_select_task_select7(void** state) {
   assert_int_equal(uvchan_destroy(&s7), 0);
 }
 
-/* Timeout pattern: a slow reply against a deadline. */
+/* Timeout pattern: a slow reply against a deadline. The reply comes only after the asker has
+ * given up (it closes `asked`), so no deadline races it however loaded the machine is. */
+static uvchan_t asked;
+
 static void slow_reply(void* arg) {
   int v = 1;
-  uvchan_task_sleep(50);
-  uvchan_task_send(arg, &v); /* nobody listens any more: cancelled at teardown */
+  uvchan_task_recv(&asked, NULL); /* UV_EOF once the asker is done */
+  uvchan_task_send(arg, &v);      /* nobody listens any more: cancelled at teardown */
 }
 
 /* Static: the timer's uv handle closes after the task has returned. */
@@ -129,6 +132,7 @@ static void asker(void* arg) {
   /* after() sent its one value and stays open, as Go's time.After: no case is ready forever */
   assert_int_equal(uvchan_task_recv_timeout(&after.chan, &tv, 5), UV_ETIMEDOUT);
   uvchan_timer_close(&after, NULL);
+  uvchan_close(&asked);
   ran = 1;
 }
 
@@ -138,12 +142,14 @@ static void test_select_task_timeout_pattern(void** state) {
   CTX = &f->ctx;
   ran = 0;
   assert_int_equal(uvchan_init(&f->ctx, &reply, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &asked, 0, 0), 0);
   uvchan_task_spawn(&f->ctx, asker, &reply, NULL);
   uvchan_task_spawn(&f->ctx, slow_reply, &reply, NULL);
   RUN(f);
   assert_int_equal(ran, 1);
   assert_int_equal(uvchan_waiting_senders(&reply), 1); /* the late reply still waits */
   assert_int_equal(uvchan_destroy(&reply), 0);
+  assert_int_equal(uvchan_destroy(&asked), 0);
   RUN(f);
 }
 
