@@ -7,6 +7,8 @@ command -v cmake >/dev/null 2>&1 || pkgs="$pkgs cmake"
 command -v cc >/dev/null 2>&1 || pkgs="$pkgs gcc"
 command -v make >/dev/null 2>&1 || pkgs="$pkgs make"
 command -v pkg-config >/dev/null 2>&1 || pkgs="$pkgs pkg-config"
+# The end-to-end checks of the examples (test/net-examples-check.py and the others).
+command -v python3 >/dev/null 2>&1 || pkgs="$pkgs python3"
 if command -v pkg-config >/dev/null 2>&1; then
   pkg-config --exists 'libuv >= 1.44' || pkgs="$pkgs libuv1-dev"
   pkg-config --exists cmocka || pkgs="$pkgs libcmocka-dev"

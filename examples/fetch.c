@@ -26,25 +26,33 @@ typedef struct {
   int in_body;
 } answer_t;
 
+/* Feeds `n` bytes of the answer: header bytes are gathered until the blank line, whatever
+ * follows it (in the header buffer, then in `buf`) is body. A read may carry the end of the
+ * header and much of the body at once, so only what fits is gathered before looking. */
 static int take(answer_t* a, const char* buf, size_t n) {
   char* end;
-  size_t room;
+  size_t k, used;
   if (a->in_body)
     return fwrite(buf, 1, n, stdout) == n ? 0 : -1;
-  room = sizeof(a->head) - 1 - a->len;
-  if (n > room) {
+  k = sizeof(a->head) - 1 - a->len;
+  if (k > n)
+    k = n;
+  memcpy(a->head + a->len, buf, k);
+  a->len += k;
+  a->head[a->len] = '\0';
+  if ((end = strstr(a->head, "\r\n\r\n")) == NULL) {
+    if (a->len < sizeof(a->head) - 1)
+      return 0;
     fprintf(stderr, "fetch: response header larger than %zu bytes\n", sizeof(a->head) - 1);
     return -1;
   }
-  memcpy(a->head + a->len, buf, n);
-  a->len += n;
-  a->head[a->len] = '\0';
-  if ((end = strstr(a->head, "\r\n\r\n")) == NULL)
-    return 0;
   fprintf(stderr, "%.*s\n", (int)strcspn(a->head, "\r\n"), a->head); /* the status line */
   a->in_body = 1;
   end += 4;
-  return take(a, end, a->len - (size_t)(end - a->head));
+  used = (size_t)(end - a->head);
+  if (take(a, end, a->len - used) != 0)
+    return -1;
+  return take(a, buf + k, n - k);
 }
 
 static void get(void* arg) {

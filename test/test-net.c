@@ -1,6 +1,7 @@
 /* Network calls from tasks, over loopback: byte-exact echo with many clients, EOF, reset and
  * half-close, deadlines on connect/accept/read/write, a byte ledger across random deadlines, a
- * peer that never reads, pipes, and the application's handle->data left alone. */
+ * peer that never reads, pipes, the application's handle->data left alone, and the deadline and
+ * cancel paths of getaddrinfo (libuv's pool held busy) and shutdown. */
 #include <errno.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -568,6 +569,218 @@ static void test_getaddrinfo(void** state) {
   assert_int_equal(gai_result, 0);
 }
 
+/* ---- getaddrinfo's deadline and cancel, made deterministic: every thread of libuv's pool is
+ * held by a job blocked on a semaphore, so the lookup cannot run until the test lets it ---- */
+
+/* main() sets UV_THREADPOOL_SIZE to this before the pool starts. */
+#define POOL_THREADS 4
+#define POOL_STR_(x) #x
+#define POOL_STR(x) POOL_STR_(x)
+static uv_work_t pool_jobs[POOL_THREADS], pool_sentinel;
+static uv_sem_t pool_gate, pool_sentinel_ran;
+static int pool_after;
+
+static void pool_block(uv_work_t* w) {
+  (void)w;
+  uv_sem_wait(&pool_gate);
+}
+
+static void pool_sentinel_work(uv_work_t* w) {
+  (void)w;
+  uv_sem_post(&pool_sentinel_ran);
+}
+
+static void pool_after_cb(uv_work_t* w, int status) {
+  (void)w;
+  assert_int_equal(status, 0);
+  pool_after++;
+}
+
+static void pool_occupy(void) {
+  int i;
+  pool_after = 0;
+  assert_int_equal(uv_sem_init(&pool_gate, 0), 0);
+  assert_int_equal(uv_sem_init(&pool_sentinel_ran, 0), 0);
+  for (i = 0; i < POOL_THREADS; i++)
+    assert_int_equal(uv_queue_work(LOOP, &pool_jobs[i], pool_block, pool_after_cb), 0);
+}
+
+static void pool_release(int n) {
+  while (n-- > 0)
+    uv_sem_post(&pool_gate);
+}
+
+static void pool_done(fixture_t* f, int jobs) {
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(pool_after, jobs);
+  uv_sem_destroy(&pool_gate);
+  uv_sem_destroy(&pool_sentinel_ran);
+}
+
+static int gai_rc[2], gai_res_null[2], gai_started, gai_done;
+static uint64_t gai_timeout;
+
+/* arg: 0 for uvchan_task_getaddrinfo_timeout(gai_timeout), 1 for uvchan_task_getaddrinfo(). */
+static void gai_pool_task(void* arg) {
+  int k = (int)(intptr_t)arg;
+  struct addrinfo hints, *res = (struct addrinfo*)&hints; /* not NULL: the call must clear it */
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST; /* off the network: instant once a thread takes it */
+  gai_started++;
+  if (k == 0)
+    gai_rc[k] = uvchan_task_getaddrinfo_timeout("127.0.0.1", "80", &hints, &res, gai_timeout);
+  else
+    gai_rc[k] = uvchan_task_getaddrinfo("127.0.0.1", "80", &hints, &res);
+  gai_res_null[k] = res == NULL;
+  gai_done++;
+}
+
+static void gai_reset(uint64_t timeout) {
+  gai_rc[0] = gai_rc[1] = 1;
+  gai_res_null[0] = gai_res_null[1] = 0;
+  gai_started = gai_done = 0;
+  gai_timeout = timeout;
+}
+
+/* The deadline passes while the lookup waits in the pool's queue: the task gets UV_ETIMEDOUT at
+ * once (the pool is still held), uvchan cancels the queued lookup and frees its request when
+ * libuv reports the cancel (valgrind's and ASan's leak checks see it). */
+static void test_getaddrinfo_deadline_while_queued(void** state) {
+  fixture_t* f = FX(state);
+  setup_globals(state);
+  gai_reset(5);
+  pool_occupy();
+  assert_int_equal(uvchan_task_spawn(CTX, gai_pool_task, (void*)(intptr_t)0, NULL), 0);
+  while (gai_done == 0)
+    uv_run(LOOP, UV_RUN_ONCE);
+  assert_int_equal(gai_rc[0], UV_ETIMEDOUT);
+  assert_int_equal(gai_res_null[0], 1);
+  assert_int_equal(pool_after, 0); /* it did not wait for the pool */
+  pool_release(POOL_THREADS);
+  pool_done(f, POOL_THREADS);
+}
+
+/* The deadline passes after the lookup ran but before its result reached the loop: uv_cancel()
+ * fails (the work is done), the task still gets UV_ETIMEDOUT, and the late result (an addrinfo
+ * list) is freed by uvchan when it arrives. The order is made exact: one pool thread is let go,
+ * runs the lookup and then a sentinel job queued behind it (so the lookup is over when the
+ * sentinel runs); the test then waits out the deadline before running the loop again, whose
+ * next iteration runs due timers before it polls for the pool's completions. */
+static void test_getaddrinfo_deadline_late_result_freed(void** state) {
+  fixture_t* f = FX(state);
+  uint64_t parked_at;
+  setup_globals(state);
+  gai_reset(1);
+  pool_occupy();
+  assert_int_equal(uvchan_task_spawn(CTX, gai_pool_task, (void*)(intptr_t)0, NULL), 0);
+  while (gai_started == 0)
+    assert_int_equal(uv_run(LOOP, UV_RUN_NOWAIT), 1);
+  assert_int_equal(gai_done, 0); /* parked in the lookup, its deadline not yet run */
+  parked_at = uv_now(LOOP);
+  assert_int_equal(uv_queue_work(LOOP, &pool_sentinel, pool_sentinel_work, pool_after_cb), 0);
+  pool_release(1);
+  uv_sem_wait(&pool_sentinel_ran); /* the lookup has run and queued its result */
+  do {
+    uv_sleep(1);
+    uv_update_time(LOOP);
+  } while (uv_now(LOOP) <= parked_at + gai_timeout);
+  pool_release(POOL_THREADS - 1);
+  pool_done(f, POOL_THREADS + 1);
+  assert_int_equal(gai_done, 1);
+  assert_int_equal(gai_rc[0], UV_ETIMEDOUT);
+  assert_int_equal(gai_res_null[0], 1);
+}
+
+/* uvchan_task_cancel() while a lookup waits (with and without a deadline): UV_ECANCELED at once,
+ * `*res` NULL, and the queued lookup is cancelled and freed. */
+static void test_getaddrinfo_task_cancel(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_task_ref_t ref[2];
+  int k;
+  setup_globals(state);
+  gai_reset(3600 * 1000);
+  pool_occupy();
+  for (k = 0; k < 2; k++)
+    assert_int_equal(uvchan_task_spawn_ref(CTX, &ref[k], gai_pool_task, (void*)(intptr_t)k, NULL),
+                     0);
+  while (gai_started < 2)
+    assert_int_equal(uv_run(LOOP, UV_RUN_NOWAIT), 1);
+  assert_int_equal(gai_done, 0);
+  for (k = 0; k < 2; k++)
+    assert_int_equal(uvchan_task_cancel(&ref[k]), 0);
+  while (gai_done < 2)
+    uv_run(LOOP, UV_RUN_ONCE);
+  for (k = 0; k < 2; k++) {
+    assert_int_equal(gai_rc[k], UV_ECANCELED);
+    assert_int_equal(gai_res_null[k], 1);
+  }
+  assert_int_equal(pool_after, 0);
+  pool_release(POOL_THREADS);
+  pool_done(f, POOL_THREADS);
+}
+
+/* ---- shutdown's deadline: the peer never reads and the writer's queue is over the mark, so
+ * the shutdown (which libuv starts after the queued writes) cannot finish ---- */
+
+static uv_tcp_t sd_server;
+static int sd_rc, sd_writer_done;
+static size_t sd_queued_before, sd_queued_after;
+
+static void sd_peer(void* arg) {
+  uv_tcp_t c;
+  (void)arg;
+  assert_int_equal(connect_to(&c, port), 0);
+  while (!sd_writer_done) /* never reads */
+    uvchan_task_sleep(5);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&c), 0);
+}
+
+static void sd_writer(void* arg) {
+  uv_tcp_t c;
+  static char chunk[65536];
+  ssize_t n = 0;
+  int i;
+  (void)arg;
+  assert_int_equal(uvchan_task_listen((uv_stream_t*)&sd_server, 8), 0);
+  assert_int_equal(uv_tcp_init(LOOP, &c), 0);
+  assert_int_equal(uvchan_task_accept((uv_stream_t*)&sd_server, (uv_stream_t*)&c), 0);
+  small_buffers((uv_handle_t*)&c);
+  assert_int_equal(uvchan_stream_set_hwm((uv_stream_t*)&c, 16 * 1024), 0);
+  /* Bounded: at most 1000 writes of 64 KiB before a write's deadline shows the pipe is full. */
+  for (i = 0; i < 1000; i++) {
+    n = uvchan_task_write_timeout((uv_stream_t*)&c, chunk, sizeof(chunk), 50);
+    if (n != (ssize_t)sizeof(chunk))
+      break;
+  }
+  assert_true(n == UV_ETIMEDOUT || (n > 0 && n < (ssize_t)sizeof(chunk)));
+  sd_queued_before = uvchan_stream_queued((uv_stream_t*)&c);
+  sd_rc = uvchan_task_shutdown_timeout((uv_stream_t*)&c, 20);
+  sd_queued_after = uvchan_stream_queued((uv_stream_t*)&c);
+  sd_writer_done = 1;
+  /* The shutdown is still pending in libuv: the close cancels it with the queued writes, and
+   * its request is freed then. */
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&c), 0);
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&sd_server), 0);
+}
+
+static void test_shutdown_deadline(void** state) {
+  fixture_t* f = FX(state);
+  setup_globals(state);
+  sd_rc = 1;
+  sd_writer_done = 0;
+  sd_queued_before = sd_queued_after = 0;
+  listen_any(&sd_server);
+  assert_int_equal(uvchan_task_spawn(CTX, sd_writer, NULL, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, sd_peer, NULL, NULL), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_true(sd_queued_before >= 16 * 1024); /* at the mark: writes the shutdown waits behind */
+  assert_true(sd_queued_after > 0);           /* still there when the deadline passed */
+  assert_int_equal(sd_rc, UV_ETIMEDOUT);
+  assert_int_equal(sd_writer_done, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_echo_many_clients),
@@ -579,6 +792,13 @@ int main(void) {
       TEST(test_ledger_random_deadlines),
       TEST(test_pipe_and_handle_data),
       TEST(test_getaddrinfo),
+      TEST(test_getaddrinfo_deadline_while_queued),
+      TEST(test_getaddrinfo_deadline_late_result_freed),
+      TEST(test_getaddrinfo_task_cancel),
+      TEST(test_shutdown_deadline),
   };
+  /* The getaddrinfo tests hold every thread of libuv's pool: they need its size known. Set
+   * before the pool starts (at the first threadpool request of the process). */
+  setenv("UV_THREADPOOL_SIZE", POOL_STR(POOL_THREADS), 1);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* Select from tasks, and timer channels (after, ticker). */
+/* Select from tasks, and timer channels (after, ticker, reset). */
 #include "test-helpers.h"
 
 static uvchan_ctx_t* CTX;
@@ -106,11 +106,14 @@ static void test_select_task_select7(void** state) {
   assert_int_equal(uvchan_destroy(&s7), 0);
 }
 
-/* Timeout pattern: a slow reply against a deadline. */
+/* Timeout pattern: a slow reply against a deadline. The reply comes only after the asker has
+ * given up (it closes `asked`), so no deadline races it however loaded the machine is. */
+static uvchan_t asked;
+
 static void slow_reply(void* arg) {
   int v = 1;
-  uvchan_task_sleep(50);
-  uvchan_task_send(arg, &v); /* nobody listens any more: cancelled at teardown */
+  uvchan_task_recv(&asked, NULL); /* UV_EOF once the asker is done */
+  uvchan_task_send(arg, &v);      /* nobody listens any more: cancelled at teardown */
 }
 
 /* Static: the timer's uv handle closes after the task has returned. */
@@ -129,6 +132,7 @@ static void asker(void* arg) {
   /* after() sent its one value and stays open, as Go's time.After: no case is ready forever */
   assert_int_equal(uvchan_task_recv_timeout(&after.chan, &tv, 5), UV_ETIMEDOUT);
   uvchan_timer_close(&after, NULL);
+  uvchan_close(&asked);
   ran = 1;
 }
 
@@ -138,12 +142,14 @@ static void test_select_task_timeout_pattern(void** state) {
   CTX = &f->ctx;
   ran = 0;
   assert_int_equal(uvchan_init(&f->ctx, &reply, sizeof(int), 0), 0);
+  assert_int_equal(uvchan_init(&f->ctx, &asked, 0, 0), 0);
   uvchan_task_spawn(&f->ctx, asker, &reply, NULL);
   uvchan_task_spawn(&f->ctx, slow_reply, &reply, NULL);
   RUN(f);
   assert_int_equal(ran, 1);
   assert_int_equal(uvchan_waiting_senders(&reply), 1); /* the late reply still waits */
   assert_int_equal(uvchan_destroy(&reply), 0);
+  assert_int_equal(uvchan_destroy(&asked), 0);
   RUN(f);
 }
 
@@ -239,6 +245,166 @@ static void test_select_task_ticker_drops_and_stops(void** state) {
   RUN(f);
 }
 
+/* Reset (Go 1.23's Timer.Reset): an "after" timer due far away, reset while a task waits on it,
+ * fires once at the new time; the waiting receive gets exactly that one tick, and the run ends
+ * (a fired "after" timer keeps the loop alive no more). */
+static uint64_t reset_ticks[4];
+static int reset_got, reset_rc;
+
+static void reset_receiver(void* arg) {
+  uvchan_timer_t* t = arg;
+  uint64_t tv = 0;
+  assert_int_equal(uvchan_task_recv(&t->chan, &tv), 0);
+  reset_ticks[reset_got++] = tv;
+  /* No second tick: the reset re-armed the one-shot timer once. */
+  reset_rc = uvchan_task_recv_timeout(&t->chan, &tv, 20);
+}
+
+static void test_timer_reset_running_after_fires_once(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_timer_t t;
+  uint64_t reset_at;
+  reset_got = 0;
+  reset_rc = 1;
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 3600 * 1000), 0); /* an hour: never on its own */
+  assert_int_equal(uvchan_task_spawn(&f->ctx, reset_receiver, &t, NULL), 0);
+  while (uvchan_waiting_receivers(&t.chan) == 0)
+    assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 1);
+  uv_update_time(&f->loop);
+  reset_at = uv_now(&f->loop);
+  assert_int_equal(uvchan_timer_reset(&t, 2), 0);
+  assert_int_equal(uvchan_waiting_receivers(&t.chan), 1); /* waiting receivers keep waiting */
+  assert_int_equal(RUN(f), 0); /* ends: the hour-long first arming is gone */
+  assert_int_equal(reset_got, 1);
+  assert_int_equal(reset_rc, UV_ETIMEDOUT);
+  assert_true(reset_ticks[0] >= reset_at + 2); /* the tick carries the loop time it fired at */
+  assert_int_equal(uvchan_len(&t.chan), 0);
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  RUN(f);
+}
+
+/* A tick sent but not received is dropped by the reset (no stale value after it), and the timer
+ * then fires once more; a stopped timer is live too, and a reset re-arms it. */
+static void test_timer_reset_drops_unreceived_tick(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_timer_t t;
+  uint64_t tv, reset_at;
+  assert_int_equal(uvchan_timer_after(&f->ctx, &t, 1), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_len(&t.chan), 1); /* fired, nobody received */
+  reset_at = uv_now(&f->loop);
+  assert_int_equal(uvchan_timer_reset(&t, 3), 0);
+  assert_int_equal(uvchan_len(&t.chan), 0); /* the stale tick is gone at once */
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), UV_EAGAIN);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), 0); /* exactly one new tick */
+  assert_true(tv >= reset_at + 3);
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), UV_EAGAIN);
+
+  /* Fired and received: a reset arms it again. */
+  assert_int_equal(uvchan_timer_reset(&t, 1), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_len(&t.chan), 1);
+
+  /* Stopped before it fires (the stop keeps the tick it holds; the reset drops it), then reset:
+   * a stopped timer is still live, and the reset starts its clock again. */
+  assert_int_equal(uvchan_timer_stop(&t), 0);
+  assert_int_equal(uvchan_len(&t.chan), 1);
+  assert_int_equal(uvchan_timer_reset(&t, 3600 * 1000), 0);
+  assert_int_equal(uvchan_len(&t.chan), 0);
+  assert_int_equal(uvchan_timer_stop(&t), 0);
+  assert_int_equal(RUN(f), 0); /* a stopped timer does not hold the loop */
+  assert_int_equal(uvchan_len(&t.chan), 0);
+  assert_int_equal(uvchan_timer_reset(&t, 1), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), 0);
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), UV_EAGAIN);
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  assert_int_equal(uvchan_timer_reset(&t, 1), UV_EINVAL); /* closing */
+  RUN(f);
+}
+
+/* A ticker reset: its pending tick is dropped and it ticks every new period from now on. */
+static void ticker_reset_receiver(void* arg) {
+  uvchan_timer_t* t = arg;
+  uint64_t tv = 0;
+  while (reset_got < 3) {
+    assert_int_equal(uvchan_task_recv(&t->chan, &tv), 0);
+    reset_ticks[reset_got++] = tv;
+  }
+  assert_int_equal(uvchan_timer_stop(t), 0);
+}
+
+static void test_timer_reset_ticker(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_timer_t t;
+  uint64_t tv, reset_at;
+  reset_got = 0;
+  assert_int_equal(uvchan_timer_ticker(&f->ctx, &t, 1), 0);
+  while (uvchan_len(&t.chan) == 0)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(uvchan_timer_reset(&t, 3600 * 1000), 0); /* slow it down to an hour */
+  assert_int_equal(uvchan_len(&t.chan), 0);                   /* the pending tick is dropped */
+  assert_int_equal(uvchan_try_recv(&t.chan, &tv), UV_EAGAIN);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, ticker_reset_receiver, &t, NULL), 0);
+  while (uvchan_waiting_receivers(&t.chan) == 0)
+    assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 1);
+  uv_update_time(&f->loop);
+  reset_at = uv_now(&f->loop);
+  assert_int_equal(uvchan_timer_reset(&t, 2), 0); /* and fast again: the task gets its 3 ticks */
+  assert_int_equal(RUN(f), 0); /* ends once the task stopped the ticker */
+  assert_int_equal(reset_got, 3);
+  assert_true(reset_ticks[0] >= reset_at + 2);
+  assert_true(reset_ticks[1] > reset_ticks[0] && reset_ticks[2] > reset_ticks[1]);
+  assert_int_equal(uvchan_timer_close(&t, NULL), 0);
+  RUN(f);
+}
+
+/* A task's select whose channel is destroyed while it waits returns that case's index with
+ * UV_ECANCELED in *status (a negative return is only for the select itself: deadline, cancel);
+ * the same with a deadline pending. */
+static uvchan_t dsel[3];
+static int dsel_idx[2], dsel_st[2];
+
+static void dsel_waiter(void* arg) {
+  int k = (int)(intptr_t)arg, v = 5;
+  uvchan_case_t c[3] = {UVCHAN_CASE_RECV(&dsel[0], &v), UVCHAN_CASE_SEND(&dsel[1], &v),
+                        UVCHAN_CASE_RECV(&dsel[2], &v)};
+  if (k == 0)
+    dsel_idx[k] = uvchan_task_select(c, 3, &dsel_st[k]);
+  else
+    dsel_idx[k] = uvchan_task_select_timeout(c, 3, 3600 * 1000, &dsel_st[k]);
+}
+
+static void test_select_task_destroy_reports_the_case(void** state) {
+  fixture_t* f = FX(state);
+  for (int which = 0; which < 3; which++) {
+    for (int i = 0; i < 3; i++)
+      assert_int_equal(uvchan_init(&f->ctx, &dsel[i], sizeof(int), 0), 0);
+    for (int k = 0; k < 2; k++) {
+      dsel_idx[k] = -100;
+      dsel_st[k] = 1;
+      assert_int_equal(uvchan_task_spawn(&f->ctx, dsel_waiter, (void*)(intptr_t)k, NULL), 0);
+    }
+    /* Both park: nothing can complete a case (NOWAIT: the hour-long deadline holds the loop). */
+    while (uvchan_waiting_receivers(&dsel[0]) < 2)
+      assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 1);
+    assert_int_equal(dsel_idx[0] + dsel_idx[1], -200);
+    assert_int_equal(uvchan_destroy(&dsel[which]), 0);
+    assert_int_equal(RUN(f), 0); /* the deadline of the second one is gone with its wait */
+    for (int k = 0; k < 2; k++) {
+      assert_int_equal(dsel_idx[k], which);
+      assert_int_equal(dsel_st[k], UV_ECANCELED);
+    }
+    for (int i = 0; i < 3; i++)
+      if (i != which) {
+        assert_int_equal(uvchan_waiting_receivers(&dsel[i]) + uvchan_waiting_senders(&dsel[i]),
+                         0);
+        assert_int_equal(uvchan_destroy(&dsel[i]), 0);
+      }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_select_task_stress),
@@ -247,6 +413,10 @@ int main(void) {
       TEST(test_select_task_default_and_nil),
       TEST(test_select_task_quit_channel),
       TEST(test_select_task_ticker_drops_and_stops),
+      TEST(test_timer_reset_running_after_fires_once),
+      TEST(test_timer_reset_drops_unreceived_tick),
+      TEST(test_timer_reset_ticker),
+      TEST(test_select_task_destroy_reports_the_case),
   };
   return cmocka_run_group_tests_name("select-task", tests, NULL, NULL);
 }

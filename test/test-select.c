@@ -456,6 +456,39 @@ static void test_select_destroy_cancels(void** state) {
   RUN(f);
 }
 
+/* The destroyed channel's case is named: UV_ECANCELED comes with req->index of that case, for
+ * either position, and the other channels keep no trace of the select. */
+static void test_select_destroy_reports_the_case(void** state) {
+  fixture_t* f = FX(state);
+  for (int which = 0; which < 3; which++) {
+    uvchan_t ch[3];
+    uvchan_select_t sel;
+    uvchan_case_t c[3];
+    selres_t r = {0, 1, -2};
+    int v = 7;
+    for (int i = 0; i < 3; i++)
+      assert_int_equal(uvchan_init(&f->ctx, &ch[i], sizeof(int), 0), 0);
+    c[0] = (uvchan_case_t)UVCHAN_CASE_RECV(&ch[0], &v);
+    c[1] = (uvchan_case_t)UVCHAN_CASE_SEND(&ch[1], &v); /* a send case is cancelled the same way */
+    c[2] = (uvchan_case_t)UVCHAN_CASE_RECV(&ch[2], &v);
+    sel.data = &r;
+    assert_int_equal(uvchan_select(&sel, c, 3, sel_cb), 0);
+    assert_int_equal(uvchan_destroy(&ch[which]), 0);
+    assert_int_equal(r.calls, 0); /* never inside the call */
+    RUN(f);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, UV_ECANCELED);
+    assert_int_equal(r.index, which);
+    for (int i = 0; i < 3; i++)
+      if (i != which) {
+        assert_int_equal(uvchan_waiting_receivers(&ch[i]) + uvchan_waiting_senders(&ch[i]), 0);
+        assert_int_equal(uvchan_destroy(&ch[i]), 0);
+      }
+    RUN(f);
+    assert_int_equal(r.calls, 1);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_select_semantics_matrix),
@@ -473,6 +506,7 @@ int main(void) {
       TEST(test_select_doubleselect_100k),
       TEST(test_select_losers_leave_no_trace),
       TEST(test_select_destroy_cancels),
+      TEST(test_select_destroy_reports_the_case),
   };
   return cmocka_run_group_tests_name("select", tests, NULL, NULL);
 }

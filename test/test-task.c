@@ -719,6 +719,90 @@ static void test_task_100k_parked(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* ---- a closed, drained channel gives UV_EOF and the zero value (Go's v, ok := <-ch) ---- */
+
+typedef struct {
+  int64_t a;
+  char b[40];
+} big_t;
+
+static const big_t big_zero; /* all bytes 0 */
+static int zv_done;
+
+/* The four receiving forms, k = 0..3: recv, recv_timeout, select, select_timeout. Returns the
+ * call's status (a select's case status, after checking it named the channel's case). */
+static int zv_recv(int k, uvchan_t* ch, big_t* v) {
+  int st = 1, idx;
+  uvchan_case_t c[2] = {UVCHAN_CASE_RECV(NULL, v), UVCHAN_CASE_RECV(ch, v)};
+  switch (k) {
+    case 0:
+      return uvchan_task_recv(ch, v);
+    case 1:
+      return uvchan_task_recv_timeout(ch, v, 3600 * 1000);
+    case 2:
+      idx = uvchan_task_select(c, 2, &st);
+      break;
+    default:
+      idx = uvchan_task_select_timeout(c, 2, 3600 * 1000, &st);
+      break;
+  }
+  assert_int_equal(idx, 1);
+  return st;
+}
+
+/* On a channel closed with one value left: the value, then each form gets UV_EOF and overwrites
+ * the garbage in its destination with the zero value, without waiting. */
+static void zv_drained(void* arg) {
+  uvchan_t* ch = arg;
+  big_t v;
+  memset(&v, 0xA5, sizeof(v));
+  assert_int_equal(uvchan_task_recv(ch, &v), 0);
+  assert_int_equal(v.a, 42);
+  for (int k = 0; k < 4; k++) {
+    memset(&v, 0xA5, sizeof(v));
+    assert_int_equal(zv_recv(k, ch, &v), UV_EOF);
+    assert_memory_equal(&v, &big_zero, sizeof(v));
+  }
+  zv_done++;
+}
+
+/* Parked in form k on an empty channel that is then closed: UV_EOF and the zero value too. */
+static uvchan_t zv_open;
+static void zv_parked(void* arg) {
+  big_t v;
+  memset(&v, 0xA5, sizeof(v));
+  assert_int_equal(zv_recv((int)(intptr_t)arg, &zv_open, &v), UV_EOF);
+  assert_memory_equal(&v, &big_zero, sizeof(v));
+  zv_done++;
+}
+
+static void test_task_recv_closed_gives_zero_value(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  big_t one;
+  memset(&one, 0x5A, sizeof(one));
+  one.a = 42;
+  zv_done = 0;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(big_t), 2), 0);
+  assert_int_equal(uvchan_try_send(&ch, &one), 0);
+  assert_int_equal(uvchan_close(&ch), 0);
+  assert_int_equal(uvchan_task_spawn(&f->ctx, zv_drained, &ch, NULL), 0);
+  assert_int_equal(RUN(f), 0);
+  assert_int_equal(zv_done, 1);
+
+  assert_int_equal(uvchan_init(&f->ctx, &zv_open, sizeof(big_t), 0), 0);
+  for (int k = 0; k < 4; k++)
+    assert_int_equal(uvchan_task_spawn(&f->ctx, zv_parked, (void*)(intptr_t)k, NULL), 0);
+  while (uvchan_waiting_receivers(&zv_open) < 4) /* NOWAIT: the hour-long deadlines hold the loop */
+    assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 1);
+  assert_int_equal(zv_done, 1);
+  assert_int_equal(uvchan_close(&zv_open), 0);
+  assert_int_equal(RUN(f), 0); /* and the deadlines went with the waits */
+  assert_int_equal(zv_done, 5);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(uvchan_destroy(&zv_open), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_task_runs_from_loop_not_inside_spawn),
@@ -741,6 +825,7 @@ int main(void) {
       TEST(test_task_stack_reused_after_exit_from_nested_calls),
       TEST(test_task_name_and_id),
       TEST(test_task_deadlines),
+      TEST(test_task_recv_closed_gives_zero_value),
       TEST(test_task_100k_parked),
   };
   return cmocka_run_group_tests_name("task", tests, NULL, NULL);

@@ -1,7 +1,10 @@
 # Installs this build into WORK/prefix, then builds and runs the consumer above with
 # find_package(uvchan CONFIG COMPONENTS nats) and with `pkg-config uvchan_nats` (cmake -P, from
 # the consumer-nats test). Variables: SOURCE_DIR, BUILD_DIR, WORK, C_COMPILER, C_FLAGS, GENERATOR,
-# PKG_CONFIG, LIBDIR.
+# PKG_CONFIG, LIBDIR, LIBUV_DIR.
+# With LIBUV_DIR (the build found libuv through its CMake package, there), the find_package()
+# consumer is built once more with pkg-config disabled: libuv and libnats are then found without it
+# (libnats by its header and library: cmake/UvchanNatsDependency.cmake).
 cmake_minimum_required(VERSION 3.16)
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
@@ -32,6 +35,17 @@ foreach(exe consumer consumer_static)
     message(STATUS "${exe}: ${run_output}")
   endif()
 endforeach()
+if(LIBUV_DIR)
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/test/nats/consumer" -B "${WORK}/nopc" -G "${GENERATOR}"
+      -DCMAKE_C_COMPILER=${C_COMPILER} "-DCMAKE_C_FLAGS=${C_FLAGS}"
+      -DCMAKE_DISABLE_FIND_PACKAGE_PkgConfig=ON "-Dlibuv_DIR=${LIBUV_DIR}")
+  if(NOT run_output MATCHES "links libnats as: uvchan::libnats")
+    message(FATAL_ERROR "the consumer did not find libnats without pkg-config:\n${run_output}")
+  endif()
+  run(${CMAKE_COMMAND} --build "${WORK}/nopc")
+  run("${WORK}/nopc/consumer")
+  message(STATUS "without pkg-config: ${run_output}")
+endif()
 if(PKG_CONFIG AND EXISTS "${prefix}/${LIBDIR}/libuvchan_nats.so")
   set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
   run(${PKG_CONFIG} --cflags --libs uvchan_nats)
