@@ -1,4 +1,4 @@
-/* chat_server: a line-based chat room on TCP, callbacks only. Every line a client sends goes, in
+/* chat_server: a line-based chat room on TCP (127.0.0.1:PORT), callbacks only. Every line a client sends goes, in
  * order, to every other connected client, as "[ID] line\n".
  *
  *   usage: chat_server PORT [-p disconnect|drop] [-s STALL_MS] [-o OUTBOX] [-l MAX_LINE]
@@ -465,7 +465,7 @@ int main(int argc, char** argv) {
     return usage();
   signal(SIGPIPE, SIG_IGN);
   loop = uv_default_loop();
-  uv_ip4_addr("0.0.0.0", atoi(argv[1]), &addr);
+  uv_ip4_addr("127.0.0.1", atoi(argv[1]), &addr); /* as echo_server: loopback only */
   if ((err = uvchan_ctx_init(loop, &ctx)) != 0 ||
       (err = chat_start(&chat, &ctx, (const struct sockaddr*)&addr, &o)) != 0) {
     fprintf(stderr, "chat_server: %s\n", uv_strerror(err));

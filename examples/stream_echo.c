@@ -102,10 +102,13 @@ static void on_connection(uv_stream_t* server, int status) {
       uvchan_buf_chan_init(&ctx, &c->chan, 2) != 0 ||
       uvchan_reader_init(&ctx, &c->rd, (uv_stream_t*)&c->tcp, &c->chan, &pool, NULL) != 0 ||
       uvchan_writer_init(&ctx, &c->wr, &c->chan, (uv_stream_t*)&c->tcp, NULL) != 0) {
-    c->closed = 1; /* nothing to close but what was made: the channel, the socket */
+    /* Undo what was made. A reader that was made must have closed (its callback) before its
+     * channel and socket go; there is no writer to wait for. */
+    c->closed = 1;
     c->closing = 1;
-    uvchan_reader_close(&c->rd, NULL);
-    conn_closed(c);
+    c->rd.data = c;
+    if (uvchan_reader_close(&c->rd, rd_closed) != 0)
+      conn_closed(c); /* no reader was made */
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
