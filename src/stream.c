@@ -431,6 +431,20 @@ static void uvchan__sio_detach(uvchan__netst_t* st, int writer) {
   }
 }
 
+/* A reader's or writer's closing hook: lets go of the stream's state, and closes the handle it
+ * opened itself (the *_init_fd forms). */
+static void uvchan__io_closing(uvchan__node* node, void** st, unsigned* flags, uv_stream_t* stream,
+                               int writer) {
+  if (*st != NULL) {
+    uvchan__sio_detach((uvchan__netst_t*)*st, writer);
+    *st = NULL;
+  }
+  if (*flags & UVCHAN__IO_OWN) {
+    *flags &= ~UVCHAN__IO_OWN;
+    uvchan__own_close(node, stream);
+  }
+}
+
 /* The reader or writer of a stream, from libuv's callbacks (which give only the handle). */
 static uvchan__sio_t* uvchan__sio_of(const void* handle) {
   uvchan__netst_t* st = uvchan__st_find(handle);
@@ -630,14 +644,7 @@ static void uvchan__reader_start_hook(uvchan__node* node) {
 
 static void uvchan__reader_closing(uvchan__node* node) {
   uvchan_reader_t* r = UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_);
-  if (r->st_ != NULL) {
-    uvchan__sio_detach((uvchan__netst_t*)r->st_, 0);
-    r->st_ = NULL;
-  }
-  if (r->flags_ & UVCHAN__IO_OWN) {
-    r->flags_ &= ~UVCHAN__IO_OWN;
-    uvchan__own_close(node, r->stream);
-  }
+  uvchan__io_closing(node, &r->st_, &r->flags_, r->stream, 0);
 }
 
 static void uvchan__reader_release(uvchan__node* node) {
@@ -967,14 +974,7 @@ static void uvchan__writer_start_hook(uvchan__node* node) {
 
 static void uvchan__writer_closing(uvchan__node* node) {
   uvchan_writer_t* w = UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_);
-  if (w->st_ != NULL) {
-    uvchan__sio_detach((uvchan__netst_t*)w->st_, 1);
-    w->st_ = NULL;
-  }
-  if (w->flags_ & UVCHAN__IO_OWN) {
-    w->flags_ &= ~UVCHAN__IO_OWN;
-    uvchan__own_close(node, w->stream);
-  }
+  uvchan__io_closing(node, &w->st_, &w->flags_, w->stream, 1);
 }
 
 static void uvchan__writer_release(uvchan__node* node) {
