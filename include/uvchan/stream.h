@@ -141,7 +141,9 @@ struct uvchan_io_opts_s {
                                     error; UVCHAN_LINES_KEEP_EOL for line splitters */
   uvchan_pipeline_t* pipeline; /**< optional: the pipeline the object is a member of */
   size_t hwm;                  /**< writers: the stream's write high-water mark in bytes (0: the
-                                    stream's own, UVCHAN_STREAM_HWM unless set) */
+                                    stream's own, UVCHAN_STREAM_HWM unless set); it is set on
+                                    the stream, as uvchan_stream_set_hwm() does, and stays after
+                                    the writer closes */
   uvchan_pool_t* pool;         /**< splitters: where the frames they make come from (a frame
                                     larger than its blocks, or a NULL pool: the heap, exact
                                     size) */
@@ -267,7 +269,10 @@ UVCHAN_EXTERN int uvchan_writer_init(uvchan_ctx_t* ctx, uvchan_writer_t* writer,
  * uvchan_reader_init_fd() opens one; a regular file or a device is written with uv_fs_write() at
  * its current offset, one buffer at a time, and the end of the channel ends the writer without
  * a shutdown. The writer closes its handle, and so `fd`, when it is closed itself; for a
- * regular file or a device `fd` stays yours, as for the reader. */
+ * regular file or a device `fd` stays yours, as for the reader. To read and write one socket,
+ * open one handle for it and use uvchan_reader_init() and uvchan_writer_init() on it: the _fd
+ * forms each open a handle of their own, and two handles on one descriptor would close it
+ * twice. */
 UVCHAN_EXTERN int uvchan_writer_init_fd(uvchan_ctx_t* ctx, uvchan_writer_t* writer, uvchan_t* in,
                                         uv_file fd, const uvchan_io_opts_t* opts);
 
