@@ -1248,15 +1248,14 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
 
   while (sp->node_.state == UVCHAN__N_RUNNING) {
     if (sp->ready_) {
-      err = uvchan__io_try_send(sp->out_, &sp->msg_);
+      /* Out of budget, the message goes through the send request, which completes from the
+       * loop: cur_ may still hold input, so the pump must not park a receive into it. */
+      err = budget > 0 ? uvchan__io_try_send(sp->out_, &sp->msg_) : UV_EAGAIN;
       if (err == 0) {
         memset(&sp->msg_, 0, sizeof(sp->msg_));
         sp->ready_ = 0;
         sp->messages++;
-        if (budget-- == 0) {
-          uvchan__split_wait_input(sp); /* let the loop run: go on from the input's request */
-          return;
-        }
+        budget--;
         continue;
       }
       if (err == UV_EAGAIN)
@@ -1284,10 +1283,11 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
       continue;
     }
     uvchan_buf_release(&sp->cur_);
-    if (budget-- == 0) {
-      uvchan__split_wait_input(sp);
+    if (budget == 0) {
+      uvchan__split_wait_input(sp); /* let the loop run: go on from the input's request */
       return;
     }
+    budget--;
     err = uvchan__io_try_recv(sp->in_, &sp->cur_);
     if (err == UV_EAGAIN) {
       uvchan__split_wait_input(sp);

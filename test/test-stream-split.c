@@ -535,6 +535,106 @@ static void test_select_stream_chan_timer(void** state) {
   assert_int_equal(uvchan_pool_destroy(&sel.pool), 0);
 }
 
+/* ---- more messages in one pass than the pump's budget ---- */
+
+/* The pump yields to the loop after a bounded run of try-operations; input it still holds must
+ * survive that (regression: the remaining bytes of the input buffer were overwritten by the next
+ * receive, and its block was never released). Everything is queued before the run, so nothing
+ * waits: each pass runs until its budget. */
+static void test_budget_keeps_input(void** state) {
+  static char text[200 * 5];
+  uvchan_t in, out;
+  uvchan_splitter_t sp;
+  uvchan_pool_t pool;
+  uvchan_io_opts_t o;
+  uvchan_buf_t b;
+  size_t len = 0, n;
+  int i;
+  setup_globals(state);
+  /* lines: 200 in one pooled buffer, an output that takes them all */
+  assert_int_equal(uvchan_pool_init(&pool, 4096, 4), 0);
+  for (i = 0; i < 200; i++)
+    len += (size_t)sprintf(text + len, "L%03d\n", i);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &in, 4), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &out, 1000), 0);
+  assert_int_equal(uvchan_buf_copy(&pool, text, len, &b), 0);
+  assert_int_equal(uvchan_try_send(&in, &b), 0);
+  assert_int_equal(uvchan_close(&in), 0);
+  assert_int_equal(uvchan_lines_init(CTX, &sp, &in, &out, 100, NULL), 0);
+  assert_int_equal(uvchan_splitter_start(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(sp.status, 0);
+  for (n = 0; uvchan_try_recv(&out, &b) == 0; n++) {
+    char want[8];
+    assert_int_equal(b.len, 4);
+    (void)sprintf(want, "L%03d", (int)n);
+    assert_memory_equal(b.base, want, 4);
+    uvchan_buf_release(&b);
+  }
+  assert_int_equal(n, 200);
+  assert_int_equal(sp.messages, 200);
+  assert_int_equal(uvchan_splitter_close(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(pool.outstanding, 0); /* the input block came back */
+  assert_int_equal(uvchan_pool_destroy(&pool), 0);
+  assert_int_equal(uvchan_destroy(&in), 0);
+  assert_int_equal(uvchan_destroy(&out), 0);
+
+  /* lines: many small buffers, each holding several lines */
+  assert_int_equal(uvchan_buf_chan_init(CTX, &in, 100), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &out, 100), 0);
+  for (i = 0; i < 30; i++) {
+    assert_int_equal(uvchan_buf_copy(NULL, "a\nb\nc\n", 6, &b), 0);
+    assert_int_equal(uvchan_try_send(&in, &b), 0);
+  }
+  assert_int_equal(uvchan_close(&in), 0);
+  assert_int_equal(uvchan_lines_init(CTX, &sp, &in, &out, 100, NULL), 0);
+  assert_int_equal(uvchan_splitter_start(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(sp.status, 0);
+  for (n = 0; uvchan_try_recv(&out, &b) == 0; n++) {
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.base[0], "abc"[n % 3]);
+    uvchan_buf_release(&b);
+  }
+  assert_int_equal(n, 90);
+  assert_int_equal(uvchan_splitter_close(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(uvchan_destroy(&in), 0);
+  assert_int_equal(uvchan_destroy(&out), 0);
+
+  /* frames: 200 one-byte frames in one buffer */
+  assert_int_equal(uvchan_pool_init(&pool, 4096, 4), 0);
+  memset(&o, 0, sizeof(o));
+  o.pool = &pool;
+  for (len = 0, i = 0; i < 200; i++) {
+    text[len++] = 0;
+    text[len++] = 1;
+    text[len++] = (char)i;
+  }
+  assert_int_equal(uvchan_buf_chan_init(CTX, &in, 4), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &out, 1000), 0);
+  assert_int_equal(uvchan_buf_copy(&pool, text, len, &b), 0);
+  assert_int_equal(uvchan_try_send(&in, &b), 0);
+  assert_int_equal(uvchan_close(&in), 0);
+  assert_int_equal(uvchan_frames_init(CTX, &sp, &in, &out, 2, 100, &o), 0);
+  assert_int_equal(uvchan_splitter_start(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(sp.status, 0);
+  for (n = 0; uvchan_try_recv(&out, &b) == 0; n++) {
+    assert_int_equal(b.len, 1);
+    assert_int_equal((unsigned char)b.base[0], n);
+    uvchan_buf_release(&b);
+  }
+  assert_int_equal(n, 200);
+  assert_int_equal(uvchan_splitter_close(&sp, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(pool.outstanding, 0);
+  assert_int_equal(uvchan_pool_destroy(&pool), 0);
+  assert_int_equal(uvchan_destroy(&in), 0);
+  assert_int_equal(uvchan_destroy(&out), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_lines_random_chunks),
@@ -544,6 +644,7 @@ int main(void) {
       TEST(test_frames_errors),
       TEST(test_callback_pipeline),
       TEST(test_select_stream_chan_timer),
+      TEST(test_budget_keeps_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
