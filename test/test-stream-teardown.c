@@ -4,6 +4,8 @@
  * destroying the channels, gives every buffer back: both pools end with nothing outstanding,
  * and the channels' destructors saw the buffers they held. Also: a task closing the stream
  * under the adapters, and the stream's state freed once the adapters are closed. */
+#include <sys/socket.h>
+
 #include "stream-helpers.h"
 
 enum { LINE = 100 };
@@ -264,12 +266,117 @@ static void test_states_freed_after_close(void** state) {
   assert_int_equal(uvchan_pool_destroy(&pool), 0);
 }
 
+/* ---- a reader attaching while a closed writer's bytes are still queued ---- */
+
+/* The writer's close hands the state back while libuv still holds its chunks; the state must
+ * stay with the reader that attaches then (regression: the last chunk's callback freed it under
+ * the reader, which was silently detached and then closed on freed memory). */
+enum { QBIG = 1 << 20 };
+
+static struct {
+  uv_pipe_t a, b;
+  uvchan_t win, rout;
+  uvchan_writer_t wr;
+  uvchan_reader_t rd;
+  uvchan_pool_t pool;
+  uint64_t peer_got;
+  int wr_closed, rd_end;
+} qr;
+
+static void qr_wr_closed(uvchan_writer_t* w) {
+  (void)w;
+  qr.wr_closed = 1;
+}
+
+static void qr_rd_end(uvchan_reader_t* r, int status) {
+  (void)r;
+  qr.rd_end = status;
+}
+
+static void qr_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  static char space[65536];
+  (void)h;
+  (void)suggested;
+  *buf = uv_buf_init(space, sizeof(space));
+}
+
+/* The peer drains what the writer queued, then answers and hangs up. */
+static void qr_peer_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  uv_buf_t hello = uv_buf_init((char*)"hello", 5);
+  if (nread <= 0)
+    return;
+  pattern_check(buf->base, (size_t)nread, qr.peer_got);
+  qr.peer_got += (uint64_t)nread;
+  if (qr.peer_got < QBIG)
+    return;
+  uv_read_stop(s);
+  assert_int_equal(uv_try_write(s, &hello, 1), 5);
+  uv_close((uv_handle_t*)s, NULL);
+}
+
+static void test_reader_after_writer_with_queue(void** state) {
+  int sv[2], size = 4096, i;
+  uvchan_io_opts_t o;
+  uvchan_buf_t b;
+  setup_globals(state);
+  pattern_init();
+  memset(&qr, 0, sizeof(qr));
+  qr.rd_end = 1;
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  assert_int_equal(uv_pipe_init(LOOP, &qr.a, 0), 0);
+  assert_int_equal(uv_pipe_init(LOOP, &qr.b, 0), 0);
+  assert_int_equal(uv_pipe_open(&qr.a, sv[0]), 0);
+  assert_int_equal(uv_pipe_open(&qr.b, sv[1]), 0);
+  assert_int_equal(uv_send_buffer_size((uv_handle_t*)&qr.a, &size), 0);
+  assert_int_equal(uv_recv_buffer_size((uv_handle_t*)&qr.b, &size), 0);
+  assert_int_equal(uvchan_pool_init(&qr.pool, 4096, 2), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &qr.win, 2), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &qr.rout, 4), 0);
+  /* the writer queues 1 MiB nobody reads yet, and closes */
+  memset(&o, 0, sizeof(o));
+  o.hwm = QBIG;
+  assert_int_equal(uvchan_writer_init(CTX, &qr.wr, &qr.win, (uv_stream_t*)&qr.a, &o), 0);
+  assert_int_equal(uvchan_buf_copy(NULL, pattern_at(0), QBIG, &b), 0);
+  assert_int_equal(uvchan_try_send(&qr.win, &b), 0);
+  assert_int_equal(uvchan_writer_start(&qr.wr, NULL), 0);
+  for (i = 0; i < 100 && qr.wr.bytes < QBIG; i++)
+    (void)uv_run(LOOP, UV_RUN_NOWAIT);
+  assert_int_equal(qr.wr.bytes, QBIG);
+  assert_true(uvchan_stream_queued((uv_stream_t*)&qr.a) > 0);
+  assert_int_equal(uvchan_writer_close(&qr.wr, qr_wr_closed), 0);
+  for (i = 0; i < 100 && !qr.wr_closed; i++)
+    (void)uv_run(LOOP, UV_RUN_NOWAIT);
+  assert_int_equal(qr.wr_closed, 1);
+  assert_true(uvchan_stream_queued((uv_stream_t*)&qr.a) > 0); /* the state lives on */
+  /* a reader takes the stream over; then the peer drains the queue, answers, hangs up */
+  assert_int_equal(
+      uvchan_reader_init(CTX, &qr.rd, (uv_stream_t*)&qr.a, &qr.rout, &qr.pool, NULL), 0);
+  assert_int_equal(uvchan_reader_start(&qr.rd, qr_rd_end), 0);
+  assert_int_equal(uv_read_start((uv_stream_t*)&qr.b, qr_alloc, qr_peer_read), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(qr.peer_got, QBIG);
+  assert_int_equal(qr.rd_end, 0); /* the reader saw the answer, then the end */
+  assert_int_equal(uvchan_try_recv(&qr.rout, &b), 0);
+  assert_int_equal(b.len, 5);
+  assert_memory_equal(b.base, "hello", 5);
+  uvchan_buf_release(&b);
+  assert_int_equal(uvchan_try_recv(&qr.rout, &b), UV_EOF);
+  assert_int_equal(uvchan_reader_close(&qr.rd, NULL), 0);
+  uv_close((uv_handle_t*)&qr.a, NULL);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(CTX->nres_, 0); /* the state went with the reader */
+  assert_int_equal(uvchan_destroy(&qr.win), 0);
+  assert_int_equal(uvchan_destroy(&qr.rout), 0);
+  assert_int_equal(uvchan_pool_destroy(&qr.pool), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_close_with_buffers_in_flight),
       cmocka_unit_test(test_shutdown_with_buffers_in_flight),
       TEST(test_task_closes_stream_under_adapters),
       TEST(test_states_freed_after_close),
+      TEST(test_reader_after_writer_with_queue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
