@@ -971,8 +971,14 @@ static void uvchan__writer_on_recv(uvchan_recv_t* req, int status) {
 }
 
 static void uvchan__writer_start_hook(uvchan__node* node) {
+  uvchan_writer_t* w = UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_);
+  /* The state went away before the start (its end was not run then): nothing to write to. */
+  if (w->flags_ & UVCHAN__IO_GONE) {
+    uvchan__writer_end(w, UV_ECANCELED);
+    return;
+  }
   /* The first buffer comes through a request: nothing is written inside the start call. */
-  uvchan__writer_wait_input(UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_));
+  uvchan__writer_wait_input(w);
 }
 
 static void uvchan__writer_closing(uvchan__node* node) {

@@ -232,6 +232,40 @@ static void test_task_closes_stream_under_adapters(void** state) {
   assert_int_equal(uvchan_pool_destroy(&tc.pool), 0);
 }
 
+/* The stream goes before the adapters start; the writer's input is already closed, so its first
+ * receive sees the end at once (regression: the writer shut down a stream it no longer had,
+ * reading a NULL state). Both end with UV_ECANCELED. */
+static void tc_early_task(void* arg) {
+  (void)arg;
+  assert_int_equal(uvchan_task_close((uv_handle_t*)&tc.b), 0);
+  assert_int_equal(uvchan_close(&tc.out), 0);
+  assert_int_equal(uvchan_writer_start(&tc.wr, tc_wr_end), 0);
+  assert_int_equal(uvchan_reader_start(&tc.rd, tc_rd_end), 0);
+}
+
+static void test_stream_closed_before_start(void** state) {
+  setup_globals(state);
+  memset(&tc, 0, sizeof(tc));
+  tc.rd_end = tc.wr_end = 1;
+  assert_int_equal(uvchan_pool_init(&tc.pool, 1024, 2), 0);
+  tcp_pair(&tc.a, &tc.b);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &tc.in, 2), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &tc.out, 2), 0);
+  assert_int_equal(uvchan_reader_init(CTX, &tc.rd, (uv_stream_t*)&tc.b, &tc.in, &tc.pool, NULL), 0);
+  assert_int_equal(uvchan_writer_init(CTX, &tc.wr, &tc.out, (uv_stream_t*)&tc.b, NULL), 0);
+  assert_int_equal(uvchan_task_spawn(CTX, tc_early_task, NULL, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(tc.wr_end, UV_ECANCELED);
+  assert_int_equal(tc.rd_end, UV_ECANCELED);
+  assert_int_equal(uvchan_writer_close(&tc.wr, NULL), 0);
+  assert_int_equal(uvchan_reader_close(&tc.rd, NULL), 0);
+  uv_close((uv_handle_t*)&tc.a, NULL);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(uvchan_destroy(&tc.in), 0);
+  assert_int_equal(uvchan_destroy(&tc.out), 0);
+  assert_int_equal(uvchan_pool_destroy(&tc.pool), 0);
+}
+
 /* ---- adapters come and go on many streams: no state is left behind ---- */
 
 static void churn_closed(uvchan_reader_t* r) {
@@ -375,6 +409,7 @@ int main(void) {
       TEST(test_close_with_buffers_in_flight),
       cmocka_unit_test(test_shutdown_with_buffers_in_flight),
       TEST(test_task_closes_stream_under_adapters),
+      TEST(test_stream_closed_before_start),
       TEST(test_states_freed_after_close),
       TEST(test_reader_after_writer_with_queue),
   };
