@@ -524,7 +524,7 @@ static int uvchan__reader_put(uvchan_reader_t* r, uvchan_buf_t* b) {
       r->node_.busy++;
       return 1;
     }
-    memset(&r->pending_, 0, sizeof(r->pending_));
+    b = &r->pending_; /* the one reference, whether b was a copy or (a file's block) pending_ */
   }
   uvchan_buf_release(b);
   uvchan__reader_end(r, uvchan__io_gone(err)); /* UV_EPIPE: the consumer closed the channel */

@@ -145,6 +145,11 @@ static void on_shutdown(uvchan_ctx_t* ctx) {
   uv_close((uv_handle_t*)&fl.b, flow_b_closed);
 }
 
+static void on_shutdown_only(uvchan_ctx_t* ctx) {
+  (void)ctx;
+  shut_done = 1;
+}
+
 static void shutdown_task(void* arg) {
   int v;
   (void)arg;
@@ -176,6 +181,87 @@ static void test_shutdown_with_buffers_in_flight(void** state) {
   /* the shutdown closed the objects and destroyed the channels */
   flow_check_returned();
   assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- a file reader whose send is refused by a shutdown in progress ---- */
+
+/* Returns once every thread of libuv's pool has taken one of the works queued here: the threads
+ * take work in order, so work queued before (a file reader's read) is done, its completion
+ * waiting for the loop. The pool's size is computed as libuv does. */
+static uv_barrier_t pf_barrier;
+static unsigned pf_left;
+
+static void pf_work(uv_work_t* w) {
+  (void)w;
+  uv_barrier_wait(&pf_barrier);
+}
+
+static void pf_done(uv_work_t* w, int status) {
+  (void)status;
+  free(w);
+  if (--pf_left == 0)
+    uv_barrier_destroy(&pf_barrier); /* every thread has left it */
+}
+
+static void pool_flush(uv_loop_t* loop) {
+  const char* v = getenv("UV_THREADPOOL_SIZE");
+  int n = v != NULL ? atoi(v) : 4;
+  uv_work_t* w;
+  if (n == 0)
+    n = 1;
+  if (n < 0 || n > 1024)
+    n = 1024;
+  assert_int_equal(uv_barrier_init(&pf_barrier, (unsigned)n + 1), 0);
+  for (pf_left = 0; pf_left < (unsigned)n; pf_left++) {
+    assert_non_null(w = malloc(sizeof(*w)));
+    assert_int_equal(uv_queue_work(loop, w, pf_work, pf_done), 0);
+  }
+  uv_barrier_wait(&pf_barrier);
+}
+
+/* The read completes after uvchan_ctx_shutdown() was called and before its step closed the
+ * reader; the channel is full, and the send that would wait is refused (regression: the block
+ * read into was never released). */
+static void test_shutdown_refuses_file_reader_send(void** state) {
+  static char text[1000];
+  char path[] = "/tmp/uvchan-stream-XXXXXX";
+  uv_loop_t loop;
+  uvchan_ctx_t ctx;
+  uvchan_t out, dummy;
+  uvchan_reader_t rd;
+  uvchan_pool_t pool;
+  uvchan_recv_t dreq;
+  uvchan_buf_t b, dval;
+  int f;
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(uvchan_ctx_init(&loop, &ctx), 0);
+  shut_done = 0;
+  f = mkstemp(path);
+  assert_true(f >= 0);
+  unlink(path);
+  memset(text, 'x', sizeof(text));
+  assert_int_equal(write(f, text, sizeof(text)), (ssize_t)sizeof(text));
+  assert_int_equal(lseek(f, 0, SEEK_SET), 0);
+  assert_int_equal(uvchan_pool_init(&pool, 4096, 0), 0);
+  assert_int_equal(uvchan_buf_chan_init(&ctx, &out, 1), 0);
+  assert_int_equal(uvchan_buf_copy(NULL, "x", 1, &b), 0);
+  assert_int_equal(uvchan_try_send(&out, &b), 0); /* full */
+  /* a waiting request: its cancellation is queued, so the shutdown's step waits for the loop */
+  assert_int_equal(uvchan_buf_chan_init(&ctx, &dummy, 1), 0);
+  assert_int_equal(uvchan_recv(&dreq, &dummy, &dval, nop_recv), 0);
+  assert_int_equal(uvchan_reader_init_fd(&ctx, &rd, f, &out, &pool, NULL), 0);
+  assert_int_equal(uvchan_reader_start(&rd, NULL), 0); /* the read is queued */
+  pool_flush(&loop);
+  assert_int_equal(uvchan_ctx_shutdown(&ctx, on_shutdown_only), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(shut_done, 1);
+  assert_int_equal(rd.status, UV_ECANCELED);
+  assert_int_equal(rd.bytes, sizeof(text));
+  assert_int_equal(pool.outstanding, 0);
+  assert_int_equal(uvchan_pool_destroy(&pool), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  close(f);
 }
 
 /* ---- a task closes the stream under the adapters ---- */
@@ -408,6 +494,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       TEST(test_close_with_buffers_in_flight),
       cmocka_unit_test(test_shutdown_with_buffers_in_flight),
+      cmocka_unit_test(test_shutdown_refuses_file_reader_send),
       TEST(test_task_closes_stream_under_adapters),
       TEST(test_stream_closed_before_start),
       TEST(test_states_freed_after_close),
