@@ -172,6 +172,14 @@ void uvchan__st_stop_reading(uvchan__netst_t* st) {
   st->flags &= ~UVCHAN__NET_READING;
 }
 
+/* uvchan's own callbacks do not count: libuv stops reading by itself at the end of a stream
+ * and leaves the callbacks set (uv_read_stop() then does nothing), and uvchan reads a stream
+ * only under its state's flags, which the callers check. */
+int uvchan__app_reads(const uv_stream_t* s) {
+  return s->read_cb != NULL && s->read_cb != uvchan__on_read &&
+         s->read_cb != uvchan__reader_on_read;
+}
+
 /* Ends one wait with `status`, once. */
 static void uvchan__net_wake(uvchan__netw_t* w, ssize_t status) {
   if (w->woken)
@@ -372,8 +380,7 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
     return 0;
   if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
     return err;
-  if (st->rd != NULL || (st->flags & UVCHAN__NET_ADAPT_RD) ||
-      (s->read_cb != NULL && s->read_cb != uvchan__on_read))
+  if (st->rd != NULL || (st->flags & UVCHAN__NET_ADAPT_RD) || uvchan__app_reads(s))
     return UV_EBUSY; /* another task reads it, a stream reader does, or the application */
   if (s->read_cb != uvchan__on_read)
     st->flags &= ~UVCHAN__NET_READING; /* libuv stopped reading for us (uv_read_stop()) */

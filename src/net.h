@@ -58,6 +58,10 @@ int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out);
 ssize_t uvchan__st_write_some(uvchan__netst_t* st, const char* p, size_t len);
 /* Stops libuv reading the stream for the task calls, if it does. */
 void uvchan__st_stop_reading(uvchan__netst_t* st);
+/* The stream reader's read callback (stream.c). */
+void uvchan__reader_on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+/* Whether the application reads `s` itself: a read callback set that is not uvchan's. */
+int uvchan__app_reads(const uv_stream_t* s);
 /* The adapters are done with `st` (room_cb, gone_cb, ext and the ADAPT flags cleared): it is
  * freed now if nothing else uses it, or after its last queued write. A task call that uses the
  * stream before that keeps it. */

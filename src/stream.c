@@ -386,8 +386,8 @@ static int uvchan__sio_attach(uvchan_ctx_t* ctx, uv_stream_t* s, uvchan_reader_t
       err = UV_EBUSY; /* another reader, or a task waiting in a read */
     } else if (st->flags & UVCHAN__NET_READING) {
       uvchan__st_stop_reading(st); /* left started by the task calls, with no reader waiting */
-    } else if (s->read_cb != NULL) {
-      err = UV_EBUSY; /* the application reads it */
+    } else if (uvchan__app_reads(s)) {
+      err = UV_EBUSY;
     }
   } else if ((st->flags & UVCHAN__NET_ADAPT_WR) || st->wr != NULL) {
     err = UV_EBUSY;
@@ -531,7 +531,7 @@ static int uvchan__reader_put(uvchan_reader_t* r, uvchan_buf_t* b) {
   return 1;
 }
 
-static void uvchan__reader_on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+void uvchan__reader_on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   uvchan__sio_t* sio = uvchan__sio_of(s);
   uvchan_reader_t* r = sio != NULL ? sio->rd : NULL;
   uvchan__blk_t* blk = buf->base != NULL ? (uvchan__blk_t*)(buf->base - sizeof(uvchan__blk_t)) : NULL;

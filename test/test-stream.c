@@ -317,6 +317,65 @@ static void test_eof(void** state) {
   assert_int_equal(uvchan_pool_destroy(&pool), 0);
 }
 
+/* After a reader saw the end of a stream, the stream is free again: libuv stops reading by itself
+ * at the end and leaves the reader's callback set on the handle, which must not count as the
+ * application reading it (regression: a second reader, or a task read, got UV_EBUSY; a TTY after
+ * Ctrl-D). */
+static int again_rd_end;
+
+static void again_on_end(uvchan_reader_t* r, int status) {
+  (void)r;
+  again_rd_end = status;
+}
+
+static void again_task(void* arg) {
+  char buf[8];
+  assert_int_equal(uvchan_task_read((uv_stream_t*)arg, buf, sizeof(buf)), UV_EOF);
+}
+
+static void test_reader_again_after_eof(void** state) {
+  static uv_pipe_t rd, wr;
+  uv_buf_t x = uv_buf_init((char*)"x", 1);
+  uvchan_reader_t r, r2;
+  uvchan_pool_t pool;
+  uvchan_t ch, ch2;
+  uvchan_buf_t b;
+  setup_globals(state);
+  assert_int_equal(uvchan_pool_init(&pool, 1024, 2), 0);
+  pipe_pair(&rd, &wr);
+  assert_int_equal(uv_try_write((uv_stream_t*)&wr, &x, 1), 1);
+  uv_close((uv_handle_t*)&wr, NULL);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &ch, 4), 0);
+  assert_int_equal(uvchan_buf_chan_init(CTX, &ch2, 4), 0);
+  again_rd_end = 1;
+  assert_int_equal(uvchan_reader_init(CTX, &r, (uv_stream_t*)&rd, &ch, &pool, NULL), 0);
+  assert_int_equal(uvchan_reader_start(&r, again_on_end), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(again_rd_end, 0); /* the end of the stream */
+  assert_int_equal(uvchan_try_recv(&ch, &b), 0);
+  assert_int_equal(b.len, 1);
+  uvchan_buf_release(&b);
+  assert_int_equal(uvchan_reader_close(&r, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  /* a second reader: accepted, and it sees the end again */
+  assert_int_equal(uvchan_reader_init(CTX, &r2, (uv_stream_t*)&rd, &ch2, &pool, NULL), 0);
+  again_rd_end = 1;
+  assert_int_equal(uvchan_reader_start(&r2, again_on_end), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(again_rd_end, 0);
+  assert_int_equal(uvchan_try_recv(&ch2, &b), UV_EOF);
+  assert_int_equal(uvchan_reader_close(&r2, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  /* a task read: the end again, not UV_EBUSY */
+  assert_int_equal(uvchan_task_spawn(CTX, again_task, &rd, NULL), 0);
+  assert_int_equal(RUN(FX(state)), 0);
+  uv_close((uv_handle_t*)&rd, NULL);
+  assert_int_equal(RUN(FX(state)), 0);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+  assert_int_equal(uvchan_destroy(&ch2), 0);
+  assert_int_equal(uvchan_pool_destroy(&pool), 0);
+}
+
 static void test_reset(void** state) {
   static uv_tcp_t a, b;
   static sink_t k;
@@ -785,6 +844,7 @@ int main(void) {
       TEST(test_echo_tcp_exact),
       TEST(test_echo_pipes_exact),
       TEST(test_eof),
+      TEST(test_reader_again_after_eof),
       TEST(test_reset),
       TEST(test_full_channel_stops_reading),
       TEST(test_writer_backpressure),
