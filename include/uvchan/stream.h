@@ -142,8 +142,12 @@ struct uvchan_io_opts_s {
   uvchan_pipeline_t* pipeline; /**< optional: the pipeline the object is a member of */
   size_t hwm;                  /**< writers: the stream's write high-water mark in bytes (0: the
                                     stream's own, UVCHAN_STREAM_HWM unless set); it is set on
-                                    the stream, as uvchan_stream_set_hwm() does, and stays after
-                                    the writer closes */
+                                    uvchan's state for the stream, as uvchan_stream_set_hwm()
+                                    does, and holds while the writer lives. The writer's close
+                                    frees that state unless something else still uses it (a
+                                    reader, a waiting task, queued bytes): a later writer or
+                                    task write may start again from UVCHAN_STREAM_HWM, so give
+                                    each writer its mark */
   uvchan_pool_t* pool;         /**< splitters: where the frames they make come from (a frame
                                     larger than its blocks, or a NULL pool: the heap, exact
                                     size) */
