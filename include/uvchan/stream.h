@@ -208,7 +208,8 @@ UVCHAN_EXTERN int uvchan_reader_init(uvchan_ctx_t* ctx, uvchan_reader_t* reader,
  * when it is closed itself; a regular file or a device has no handle, and its `fd` stays yours
  * (close it after the close callback). Returns as uvchan_reader_init(), UV_EINVAL for a
  * negative `fd`, or libuv's error opening the handle (UV_EBADF for a descriptor that is not
- * open). */
+ * open). A failed init leaves `fd` open, except UV_ENOMEM after the handle was opened: closing
+ * that handle closed `fd`. */
 UVCHAN_EXTERN int uvchan_reader_init_fd(uvchan_ctx_t* ctx, uvchan_reader_t* reader, uv_file fd,
                                         uvchan_t* out, uvchan_pool_t* pool,
                                         const uvchan_io_opts_t* opts);
@@ -339,7 +340,8 @@ struct uvchan_splitter_s {
 
 /** Initialises a line splitter from `in` to `out` (channels of uvchan_buf_t, distinct). A line
  * ends at "\n"; the line sent is the bytes before it, without a "\r" just before it, unless
- * `opts.flags` has UVCHAN_LINES_KEEP_EOL. `max_line` (> 0) bounds a line's length without its
+ * `opts.flags` has UVCHAN_LINES_KEEP_EOL. The bytes after the last "\n" are a last line at the
+ * end of the input, without a final "\r" as well (Go's bufio.ScanLines drops it too). `max_line` (> 0) bounds a line's length without its
  * terminator. Returns 0; UV_EINVAL (a bad or closing context, NULL splitter, a bad channel or
  * one not of uvchan_buf_t, `in` == `out`, channels of another context, `max_line` 0, unknown
  * flags, a bad pool or pipeline); UV_EBUSY (`splitter` is live); UV_ECANCELED; UV_EPERM. */
