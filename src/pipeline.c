@@ -53,31 +53,6 @@ void uvchan__destroy_value(uvchan_t* ch, void* value) {
     ch->dtor_(ch, value);
 }
 
-/* The try-operations, as the objects here use them: from the loop's thread (every entry point
- * checked it), on channels checked at init, so only the channel's liveness is checked again
- * before the inline matching. */
-UVCHAN__INLINE int uvchan__try_send(uvchan_t* ch, const void* value) {
-  int r;
-  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
-    return UV_EINVAL;
-  r = uvchan__send_now(ch, value, NULL);
-  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
-}
-
-UVCHAN__INLINE int uvchan__try_recv(uvchan_t* ch, void* value) {
-  int r;
-  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
-    return UV_EINVAL;
-  r = uvchan__recv_now(ch, value, NULL);
-  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
-}
-
-/* A try-operation on a channel destroyed under the object answers UV_EINVAL (the channels were
- * checked at init); report it as a request waiting on it would have seen it. */
-static int uvchan__gone(int status) {
-  return status == UV_EINVAL ? UV_ECANCELED : status;
-}
-
 /* A context new objects may join: live and not closing. */
 int uvchan__ctx_open(const uvchan_ctx_t* ctx) {
   return uvchan__ctx_ok(ctx) && !(ctx->flags_ & UVCHAN__CTX_CLOSING);

@@ -64,4 +64,29 @@ void uvchan__node_maybe_closed(uvchan__node* node);
 /* The element destructor of `ch` on `value`, if `ch` is alive and has one. */
 void uvchan__destroy_value(uvchan_t* ch, void* value);
 
+/* The try-operations of the objects' pumps: from the loop's thread (every entry point checked
+ * it), on channels checked at init, so only the channel's liveness is checked again before the
+ * inline matching. */
+UVCHAN__INLINE int uvchan__try_send(uvchan_t* ch, const void* value) {
+  int r;
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return UV_EINVAL;
+  r = uvchan__send_now(ch, value, NULL);
+  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
+}
+
+UVCHAN__INLINE int uvchan__try_recv(uvchan_t* ch, void* value) {
+  int r;
+  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
+    return UV_EINVAL;
+  r = uvchan__recv_now(ch, value, NULL);
+  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
+}
+
+/* A try-operation (or a request) on a channel destroyed under the object answers UV_EINVAL (the
+ * channels were checked at init); report it as a request waiting on it would have seen it. */
+static inline int uvchan__gone(int status) {
+  return status == UV_EINVAL ? UV_ECANCELED : status;
+}
+
 #endif /* UVCHAN_PIPELINE_INTERNAL_H */

@@ -217,29 +217,6 @@ int uvchan_frame_encode(uvchan_pool_t* pool, unsigned header, const void* data, 
 
 /* ==== what the objects share ==== */
 
-/* The try-operations, as the pumps use them: from the loop's thread, on channels checked at
- * init; only liveness is checked again. A channel destroyed under the object answers UV_EINVAL,
- * which uvchan__io_gone() reports as a request waiting on it would have seen it. */
-UVCHAN__INLINE int uvchan__io_try_send(uvchan_t* ch, const void* value) {
-  int r;
-  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
-    return UV_EINVAL;
-  r = uvchan__send_now(ch, value, NULL);
-  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
-}
-
-UVCHAN__INLINE int uvchan__io_try_recv(uvchan_t* ch, void* value) {
-  int r;
-  if (UVCHAN__UNLIKELY(!uvchan__chan_ok(ch)))
-    return UV_EINVAL;
-  r = uvchan__recv_now(ch, value, NULL);
-  return r != UVCHAN__MUST_WAIT ? r : UV_EAGAIN;
-}
-
-static int uvchan__io_gone(int status) {
-  return status == UV_EINVAL ? UV_ECANCELED : status;
-}
-
 /* A live channel of uvchan_buf_t of `ctx`. */
 static int uvchan__buf_chan_ok(const uvchan_t* ch, const uvchan_ctx_t* ctx) {
   return uvchan__chan_ok(ch) && ch->ctx_ == ctx && ch->elem_size_ == sizeof(uvchan_buf_t);
@@ -513,7 +490,7 @@ static void uvchan__reader_on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* 
 /* Hands a filled buffer to the channel: at once, or through a send that waits (then reading
  * stops until it completes). Returns 1 when reading must stop. */
 static int uvchan__reader_put(uvchan_reader_t* r, uvchan_buf_t* b) {
-  int err = uvchan__io_try_send(r->out_, b);
+  int err = uvchan__try_send(r->out_, b);
   if (UVCHAN__LIKELY(err == 0))
     return 0;
   if (err == UV_EAGAIN) {
@@ -527,7 +504,7 @@ static int uvchan__reader_put(uvchan_reader_t* r, uvchan_buf_t* b) {
     b = &r->pending_; /* the one reference, whether b was a copy or (a file's block) pending_ */
   }
   uvchan_buf_release(b);
-  uvchan__reader_end(r, uvchan__io_gone(err)); /* UV_EPIPE: the consumer closed the channel */
+  uvchan__reader_end(r, uvchan__gone(err)); /* UV_EPIPE: the consumer closed the channel */
   return 1;
 }
 
@@ -810,7 +787,7 @@ static void uvchan__writer_room(uvchan__netst_t* st) {
 static void uvchan__writer_wait_input(uvchan_writer_t* w) {
   int err = uvchan_recv(&w->recv_, w->in_, &w->cur_, uvchan__writer_on_recv);
   if (err != 0) {
-    uvchan__writer_end(w, uvchan__io_gone(err));
+    uvchan__writer_end(w, uvchan__gone(err));
     return;
   }
   w->waiting_ |= UVCHAN__W_RECV;
@@ -938,7 +915,7 @@ static void uvchan__writer_pump(uvchan_writer_t* w) {
       uvchan__writer_wait_input(w);
       return;
     }
-    err = uvchan__io_try_recv(w->in_, &w->cur_);
+    err = uvchan__try_recv(w->in_, &w->cur_);
     if (err == 0)
       continue;
     if (err == UV_EAGAIN)
@@ -946,7 +923,7 @@ static void uvchan__writer_pump(uvchan_writer_t* w) {
     else if (err == UV_EOF)
       uvchan__writer_eof(w);
     else
-      uvchan__writer_end(w, uvchan__io_gone(err));
+      uvchan__writer_end(w, uvchan__gone(err));
     return;
   }
 }
@@ -1244,7 +1221,7 @@ static int uvchan__split_flush(uvchan_splitter_t* sp) {
 static void uvchan__split_wait_input(uvchan_splitter_t* sp) {
   int err = uvchan_recv(&sp->recv_, sp->in_, &sp->cur_, uvchan__split_on_recv);
   if (err != 0) {
-    uvchan__split_end(sp, uvchan__io_gone(err));
+    uvchan__split_end(sp, uvchan__gone(err));
     return;
   }
   sp->waiting_ |= UVCHAN__W_RECV;
@@ -1259,7 +1236,7 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
     if (sp->ready_) {
       /* Out of budget, the message goes through the send request, which completes from the
        * loop: cur_ may still hold input, so the pump must not park a receive into it. */
-      err = budget > 0 ? uvchan__io_try_send(sp->out_, &sp->msg_) : UV_EAGAIN;
+      err = budget > 0 ? uvchan__try_send(sp->out_, &sp->msg_) : UV_EAGAIN;
       if (err == 0) {
         memset(&sp->msg_, 0, sizeof(sp->msg_));
         sp->ready_ = 0;
@@ -1273,7 +1250,7 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
         sp->waiting_ |= UVCHAN__W_SEND;
         sp->node_.busy++;
       } else {
-        uvchan__split_end(sp, uvchan__io_gone(err)); /* UV_EPIPE: the consumer closed it */
+        uvchan__split_end(sp, uvchan__gone(err)); /* UV_EPIPE: the consumer closed it */
       }
       return;
     }
@@ -1297,7 +1274,7 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
       return;
     }
     budget--;
-    err = uvchan__io_try_recv(sp->in_, &sp->cur_);
+    err = uvchan__try_recv(sp->in_, &sp->cur_);
     if (err == UV_EAGAIN) {
       uvchan__split_wait_input(sp);
       return;
@@ -1305,7 +1282,7 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
     if (err == UV_EOF)
       err = uvchan__split_flush(sp);
     else
-      err = uvchan__io_gone(err);
+      err = uvchan__gone(err);
     if (err != 0) {
       uvchan__split_end(sp, err);
       return;
