@@ -257,7 +257,7 @@ void uvchan__net_ctx_release(uvchan_ctx_t* ctx) {
 /* ---- checks shared by the calls ---- */
 
 static int uvchan__is_stream(const uv_handle_t* h) {
-  return h->type == UV_TCP || h->type == UV_NAMED_PIPE || h->type == UV_TTY;
+  return uvchan__is_stream_type(h->type);
 }
 
 /* The start of a blocking call: UV_EINVAL outside a task, UV_ECANCELED for a cancelled one, else

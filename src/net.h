@@ -46,6 +46,11 @@ struct uvchan__netst_s {
   void* ext; /* the adapters' own state, if any */
 };
 
+/* The handle types that are streams (the task calls' and the adapters' check). */
+static inline int uvchan__is_stream_type(uv_handle_type t) {
+  return t == UV_TCP || t == UV_NAMED_PIPE || t == UV_TTY;
+}
+
 /* The state of handle `h` (any pointer: a lookup in the thread's table), or NULL. */
 uvchan__netst_t* uvchan__st_find(const void* h);
 /* The state of `h` for `ctx`, created on first use (a resource of `ctx`): 0, UV_ENOMEM, or

@@ -222,10 +222,6 @@ static int uvchan__buf_chan_ok(const uvchan_t* ch, const uvchan_ctx_t* ctx) {
   return uvchan__chan_ok(ch) && ch->ctx_ == ctx && ch->elem_size_ == sizeof(uvchan_buf_t);
 }
 
-static int uvchan__is_stream_type(uv_handle_type t) {
-  return t == UV_TCP || t == UV_NAMED_PIPE || t == UV_TTY;
-}
-
 /* The checks every init shares: 0 or UV_EINVAL. */
 static int uvchan__io_check(uvchan_ctx_t* ctx, const void* obj, const uvchan_io_opts_t* o,
                             unsigned allowed) {
