@@ -286,16 +286,16 @@ int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out) {
   } else if (st->ctx != ctx) {
     return UV_EINVAL; /* a stream used by another context of this loop */
   }
+  /* A state handed back while libuv still held chunks is freed by the last one's callback: a
+   * task or an adapter using it now keeps it (an adapter hands it back itself when it closes). */
+  st->flags &= ~UVCHAN__NET_RELEASE;
   *out = st;
   return 0;
 }
 
 /* The state of `h` for the running task. */
 static int uvchan__st_task(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** out) {
-  int err = uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
-  if (err == 0)
-    (*out)->flags &= ~UVCHAN__NET_RELEASE; /* a task uses it: it stays */
-  return err;
+  return uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
 }
 
 static void uvchan__net_wait_init(uvchan__netw_t* w, uvchan__netst_t* st, uvchan_await_cb cancel) {

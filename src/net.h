@@ -53,8 +53,9 @@ static inline int uvchan__is_stream_type(uv_handle_type t) {
 
 /* The state of handle `h` (any pointer: a lookup in the thread's table), or NULL. */
 uvchan__netst_t* uvchan__st_find(const void* h);
-/* The state of `h` for `ctx`, created on first use (a resource of `ctx`): 0, UV_ENOMEM, or
- * UV_EINVAL when another context of the loop uses `h`. */
+/* The state of `h` for `ctx`, created on first use (a resource of `ctx`), kept from now on (a
+ * pending release is called off): 0, UV_ENOMEM, or UV_EINVAL when another context of the loop
+ * uses `h`. */
 int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out);
 /* Takes the start of `p` (up to `len` bytes) for the stream: into the kernel when nothing is
  * queued (uv_try_write), else one piece of at most UVCHAN_STREAM_WRITE_CHUNK bytes copied into

@@ -375,9 +375,6 @@ static int uvchan__sio_attach(uvchan_ctx_t* ctx, uv_stream_t* s, uvchan_reader_t
   }
   st->ext = sio;
   st->gone_cb = uvchan__sio_gone;
-  /* A state handed back while libuv still held chunks is freed by the last one's callback: an
-   * adapter using it now keeps it (it hands it back itself when it closes). */
-  st->flags &= ~UVCHAN__NET_RELEASE;
   if (rd != NULL) {
     sio->rd = rd;
     st->flags |= UVCHAN__NET_ADAPT_RD;
