@@ -34,8 +34,7 @@ enum {
   UVCHAN__IO_USER = UVCHAN_LEAVE_OPEN | UVCHAN_LINES_KEEP_EOL,
   UVCHAN__IO_OWN = 1u << 16,     /* the object opened its own handle (own_) */
   UVCHAN__IO_FS = 1u << 17,      /* a file descriptor read or written with uv_fs_* */
-  UVCHAN__IO_READING = 1u << 18, /* uv_read_start() is in effect for the reader */
-  UVCHAN__IO_GONE = 1u << 19     /* the stream's state went away: never touch the stream */
+  UVCHAN__IO_READING = 1u << 18  /* uv_read_start() is in effect for the reader */
 };
 
 /* What an object waits for (waiting_). */
@@ -418,6 +417,13 @@ static void uvchan__io_closing(uvchan__node* node, void** st, unsigned* flags, u
   }
 }
 
+/* At the start of a reader or writer of a stream: whether the stream's state went away before
+ * (gone_cb could not end an object that was not running yet: its start ends it, UV_ECANCELED).
+ * Once running, the object ends in gone_cb, so nothing else needs to check. */
+static int uvchan__io_lost(unsigned flags, const void* st) {
+  return !(flags & UVCHAN__IO_FS) && st == NULL;
+}
+
 /* The reader or writer of a stream, from libuv's callbacks (which give only the handle). */
 static uvchan__sio_t* uvchan__sio_of(const void* handle) {
   uvchan__netst_t* st = uvchan__st_find(handle);
@@ -465,7 +471,6 @@ static void uvchan__reader_abort(uvchan__node* node, int status) {
 static void uvchan__reader_gone(uvchan_reader_t* r) {
   uvchan__reader_stop(r); /* the handle is still valid during the gone callback */
   r->st_ = NULL;
-  r->flags_ |= UVCHAN__IO_GONE;
   uvchan__reader_end(r, UV_ECANCELED);
 }
 
@@ -541,10 +546,6 @@ static void uvchan__reader_resume(uvchan_reader_t* r) {
     uvchan__reader_fs_next(r);
     return;
   }
-  if (r->flags_ & UVCHAN__IO_GONE) {
-    uvchan__reader_end(r, UV_ECANCELED);
-    return;
-  }
   err = uv_read_start(r->stream, uvchan__reader_on_alloc, uvchan__reader_on_read);
   if (err != 0) {
     uvchan__reader_end(r, err);
@@ -612,7 +613,12 @@ static void uvchan__reader_fs_next(uvchan_reader_t* r) {
 }
 
 static void uvchan__reader_start_hook(uvchan__node* node) {
-  uvchan__reader_resume(UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_));
+  uvchan_reader_t* r = UVCHAN__CONTAINER_OF(node, uvchan_reader_t, node_);
+  if (uvchan__io_lost(r->flags_, r->st_)) {
+    uvchan__reader_end(r, UV_ECANCELED);
+    return;
+  }
+  uvchan__reader_resume(r);
 }
 
 static void uvchan__reader_closing(uvchan__node* node) {
@@ -764,7 +770,6 @@ static void uvchan__writer_abort(uvchan__node* node, int status) {
 
 static void uvchan__writer_gone(uvchan_writer_t* w) {
   w->st_ = NULL;
-  w->flags_ |= UVCHAN__IO_GONE;
   uvchan__writer_end(w, UV_ECANCELED);
 }
 
@@ -875,10 +880,6 @@ static void uvchan__writer_pump(uvchan_writer_t* w) {
         return;
       }
     } else {
-      if (UVCHAN__UNLIKELY(st == NULL)) {
-        uvchan__writer_end(w, UV_ECANCELED);
-        return;
-      }
       if (UVCHAN__UNLIKELY(st->werr != 0)) {
         uvchan__writer_end(w, st->werr);
         return;
@@ -942,8 +943,7 @@ static void uvchan__writer_on_recv(uvchan_recv_t* req, int status) {
 
 static void uvchan__writer_start_hook(uvchan__node* node) {
   uvchan_writer_t* w = UVCHAN__CONTAINER_OF(node, uvchan_writer_t, node_);
-  /* The state went away before the start (its end was not run then): nothing to write to. */
-  if (w->flags_ & UVCHAN__IO_GONE) {
+  if (uvchan__io_lost(w->flags_, w->st_)) {
     uvchan__writer_end(w, UV_ECANCELED);
     return;
   }
