@@ -523,10 +523,8 @@ void uvchan__reader_on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
     b.len = (size_t)nread;
     b.blk_ = blk;
     r->bytes += (uint64_t)nread;
-    if (uvchan__reader_put(r, &b) && (r->flags_ & UVCHAN__IO_READING)) {
-      r->flags_ &= ~UVCHAN__IO_READING; /* the channel is full: the bytes wait in the kernel */
-      uv_read_stop(s);
-    }
+    if (uvchan__reader_put(r, &b))
+      uvchan__reader_stop(r); /* the channel is full: the bytes wait in the kernel */
     return;
   }
   if (blk != NULL)
@@ -884,11 +882,11 @@ static void uvchan__writer_pump(uvchan_writer_t* w) {
         uvchan__writer_end(w, st->werr);
         return;
       }
+      if (st->queued >= st->hwm) { /* neither more bytes nor the next buffer: room_cb */
+        w->waiting_ |= UVCHAN__W_ROOM;
+        return;
+      }
       if (w->cur_.len > w->off_) {
-        if (st->queued >= st->hwm) {
-          w->waiting_ |= UVCHAN__W_ROOM;
-          return;
-        }
         n = uvchan__st_write_some(st, w->cur_.base + w->off_, w->cur_.len - w->off_);
         if (n < 0) {
           uvchan__writer_end(w, (int)n);
@@ -897,10 +895,6 @@ static void uvchan__writer_pump(uvchan_writer_t* w) {
         w->off_ += (size_t)n;
         w->bytes += (uint64_t)n;
         continue;
-      }
-      if (st->queued >= st->hwm) { /* the next buffer only below the mark */
-        w->waiting_ |= UVCHAN__W_ROOM;
-        return;
       }
     }
     uvchan_buf_release(&w->cur_);
