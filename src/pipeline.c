@@ -169,6 +169,15 @@ void uvchan__node_init(uvchan__node* node, uvchan_ctx_t* ctx, unsigned kind, uvc
   }
 }
 
+/* The last checks of every object's init, after its arguments: the context's thread, then an
+ * object that is live already. */
+int uvchan__node_gate(uvchan_ctx_t* ctx, const uvchan__node* node) {
+  int err;
+  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+    return err;
+  return UVCHAN__MAGIC_IS(node, UVCHAN__PNODE_MAGIC) ? UV_EBUSY : 0;
+}
+
 /* The common checks of a start or close call: the object is live and of `kind`. */
 int uvchan__node_ok(const uvchan__node* node, unsigned kind) {
   return UVCHAN__MAGIC_IS(node, UVCHAN__PNODE_MAGIC) && node->kind == kind;
@@ -804,10 +813,8 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
       ((o.flags & UVCHAN_STAGE_RESERVE) && out->ring_ == 0) ||
       uvchan__node_check_pipe(ctx, o.pipeline) != 0)
     return UV_EINVAL;
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+  if ((err = uvchan__node_gate(ctx, &stage->node_)) != 0)
     return err;
-  if (UVCHAN__MAGIC_IS(&stage->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
   memset(stage, 0, sizeof(*stage));
   stage->in_ = in;
   stage->out_ = out;
@@ -1079,10 +1086,8 @@ int uvchan_merge_init(uvchan_ctx_t* ctx, uvchan_merge_t* merge, uvchan_t* const*
       if (ins[j] == ins[i])
         return UV_EINVAL;
   }
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+  if ((err = uvchan__node_gate(ctx, &merge->node_)) != 0)
     return err;
-  if (UVCHAN__MAGIC_IS(&merge->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
   memset(merge, 0, sizeof(*merge));
   merge->cases_ = malloc(n * sizeof(uvchan_case_t));
   merge->buf_ = malloc(out->elem_size_ != 0 ? out->elem_size_ : 1);
@@ -1321,10 +1326,8 @@ int uvchan_broadcast_init(uvchan_ctx_t* ctx, uvchan_broadcast_t* bc, uvchan_t* i
   if (!uvchan__ctx_open(ctx) || bc == NULL || !uvchan__chan_ok(in) || in->ctx_ != ctx ||
       uvchan__node_check_pipe(ctx, p) != 0)
     return UV_EINVAL;
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+  if ((err = uvchan__node_gate(ctx, &bc->node_)) != 0)
     return err;
-  if (UVCHAN__MAGIC_IS(&bc->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
   memset(bc, 0, sizeof(*bc));
   sz = in->elem_size_ != 0 ? in->elem_size_ : 1;
   bc->cur_ = malloc(2 * sz); /* cur_ and tmp_ in one block */

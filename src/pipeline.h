@@ -45,6 +45,9 @@ struct uvchan__pnode_ops_s {
 int uvchan__ctx_open(const uvchan_ctx_t* ctx);
 /* 0 when `p` is NULL or a pipeline of `ctx` that has not started, else UV_EINVAL. */
 int uvchan__node_check_pipe(uvchan_ctx_t* ctx, uvchan_pipeline_t* p);
+/* The last checks of an object's init, after its arguments: 0, the thread check's code, or
+ * UV_EBUSY for a live object. */
+int uvchan__node_gate(uvchan_ctx_t* ctx, const uvchan__node* node);
 /* Initialises `node` (INIT), registers it with its context and joins pipeline `p` (may be NULL);
  * `ops` for UVCHAN__PNODE_EXT, else NULL. The caller checked everything. */
 void uvchan__node_init(uvchan__node* node, uvchan_ctx_t* ctx, unsigned kind, uvchan_pipeline_t* p,

@@ -651,15 +651,10 @@ static int uvchan__reader_ok(const uvchan_reader_t* r) {
 /* The checks of both reader inits, up to the point where something is created. */
 static int uvchan__reader_check(uvchan_ctx_t* ctx, uvchan_reader_t* r, uvchan_t* out,
                                 uvchan_pool_t* pool, const uvchan_io_opts_t* o) {
-  int err;
   if (uvchan__io_check(ctx, r, o, UVCHAN_LEAVE_OPEN) != 0 || !uvchan__pool_ok(pool) ||
       !uvchan__buf_chan_ok(out, ctx))
     return UV_EINVAL;
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
-    return err;
-  if (UVCHAN__MAGIC_IS(&r->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
-  return 0;
+  return uvchan__node_gate(ctx, &r->node_);
 }
 
 static void uvchan__reader_setup(uvchan_ctx_t* ctx, uvchan_reader_t* r, uvchan_t* out,
@@ -975,14 +970,9 @@ static int uvchan__writer_ok(const uvchan_writer_t* w) {
 
 static int uvchan__writer_check(uvchan_ctx_t* ctx, uvchan_writer_t* w, uvchan_t* in,
                                 const uvchan_io_opts_t* o) {
-  int err;
   if (uvchan__io_check(ctx, w, o, UVCHAN_LEAVE_OPEN) != 0 || !uvchan__buf_chan_ok(in, ctx))
     return UV_EINVAL;
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
-    return err;
-  if (UVCHAN__MAGIC_IS(&w->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
-  return 0;
+  return uvchan__node_gate(ctx, &w->node_);
 }
 
 static void uvchan__writer_setup(uvchan_ctx_t* ctx, uvchan_writer_t* w, uvchan_t* in,
@@ -1354,10 +1344,8 @@ static int uvchan__split_init(uvchan_ctx_t* ctx, uvchan_splitter_t* sp, uvchan_t
   if (uvchan__io_check(ctx, sp, &o, allowed) != 0 || !uvchan__buf_chan_ok(in, ctx) ||
       !uvchan__buf_chan_ok(out, ctx) || in == out || max == 0 || max >= SIZE_MAX / 2)
     return UV_EINVAL;
-  if ((err = UVCHAN__GATE(ctx, NULL)) != 0)
+  if ((err = uvchan__node_gate(ctx, &sp->node_)) != 0)
     return err;
-  if (UVCHAN__MAGIC_IS(&sp->node_, UVCHAN__PNODE_MAGIC))
-    return UV_EBUSY;
   memset(sp, 0, sizeof(*sp));
   sp->in_ = in;
   sp->out_ = out;
