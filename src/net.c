@@ -266,11 +266,16 @@ static int uvchan__spend(uvchan_task_t* t) {
   return t == NULL ? UV_EINVAL : uvchan__task_spend_self();
 }
 
-/* Validates a call on `h` by the running task `t`: 0, UV_EINVAL or UV_EBADF. */
-static int uvchan__check(uvchan_task_t* t, const uv_handle_t* h, int need_stream) {
-  if (t == NULL || h == NULL)
+/* The context of the running task `t` (NULL outside a task), found once per call. */
+static uvchan_ctx_t* uvchan__task_ctx(uvchan_task_t* t) {
+  return t != NULL ? uvchan__task_own_req(t)->ctx_ : NULL;
+}
+
+/* Validates a call on `h` by a task of `ctx` (NULL: outside a task): 0, UV_EINVAL or UV_EBADF. */
+static int uvchan__check(const uvchan_ctx_t* ctx, const uv_handle_t* h, int need_stream) {
+  if (ctx == NULL || h == NULL)
     return UV_EINVAL;
-  if (h->loop != uvchan__task_own_req(t)->ctx_->loop || (need_stream && !uvchan__is_stream(h)))
+  if (h->loop != ctx->loop || (need_stream && !uvchan__is_stream(h)))
     return UV_EINVAL;
   if (uv_is_closing(h))
     return UV_EBADF;
@@ -293,11 +298,6 @@ int uvchan__st_get(uvchan_ctx_t* ctx, uv_handle_t* h, uvchan__netst_t** out) {
   return 0;
 }
 
-/* The state of `h` for the running task. */
-static int uvchan__st_task(uvchan_task_t* t, uv_handle_t* h, uvchan__netst_t** out) {
-  return uvchan__st_get(uvchan__task_own_req(t)->ctx_, h, out);
-}
-
 static void uvchan__net_wait_init(uvchan__netw_t* w, uvchan__netst_t* st, uvchan_await_cb cancel) {
   uvchan_await_init(&w->aw, cancel, NULL);
   w->st = st;
@@ -318,11 +318,11 @@ static int uvchan__net_wait(uvchan__netw_t* w, uint64_t due) {
   return (int)uvchan__task_await_ex(&w->aw, due > now ? due - now : 0, 1, &abandoned);
 }
 
-static uint64_t uvchan__due(uvchan_task_t* t, uint64_t timeout, int has_deadline) {
+static uint64_t uvchan__due(const uvchan_ctx_t* ctx, uint64_t timeout, int has_deadline) {
   uint64_t now;
   if (!has_deadline)
     return UINT64_MAX;
-  now = uv_now(uvchan__task_own_req(t)->ctx_->loop);
+  now = uv_now(ctx->loop);
   return timeout >= UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + timeout;
 }
 
@@ -363,6 +363,7 @@ static void uvchan__read_cancel(uvchan_await_t* aw) {
 static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t timeout,
                             int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   uvchan__netw_t w;
   uv_os_fd_t fd;
@@ -370,7 +371,7 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
   ssize_t n;
   int err;
 
-  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(ctx, (uv_handle_t*)s, 1)) != 0)
     return err;
   if (buf == NULL && len > 0)
     return UV_EINVAL;
@@ -378,7 +379,7 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
     return UV_ENOTSUP; /* its reads carry handles: libuv's own uv_read_start() reads those */
   if (len == 0)
     return 0;
-  if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
+  if ((err = uvchan__st_get(ctx, (uv_handle_t*)s, &st)) != 0)
     return err;
   if (st->rd != NULL || (st->flags & UVCHAN__NET_ADAPT_RD) || uvchan__app_reads(s))
     return UV_EBUSY; /* another task reads it, a stream reader does, or the application */
@@ -386,7 +387,7 @@ static ssize_t uvchan__read(uv_stream_t* s, void* buf, size_t len, uint64_t time
     st->flags &= ~UVCHAN__NET_READING; /* libuv stopped reading for us (uv_read_stop()) */
   if ((err = uv_fileno((uv_handle_t*)s, &fd)) != 0)
     return err;
-  due = uvchan__due(t, timeout, has_deadline);
+  due = uvchan__due(ctx, timeout, has_deadline);
   for (;;) {
     if (!(st->flags & UVCHAN__NET_DRAINED)) {
       n = read(fd, buf, len);
@@ -501,6 +502,7 @@ void uvchan__st_put(uvchan__netst_t* st) {
 static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64_t timeout,
                              int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   const char* p = (const char*)buf;
   uvchan__netst_t* st;
   uvchan__netw_t w;
@@ -509,17 +511,17 @@ static ssize_t uvchan__write(uv_stream_t* s, const void* buf, size_t len, uint64
   ssize_t n;
   int err;
 
-  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(ctx, (uv_handle_t*)s, 1)) != 0)
     return err;
   if (buf == NULL && len > 0)
     return UV_EINVAL;
   if (len == 0)
     return 0;
-  if ((err = uvchan__st_task(t, (uv_handle_t*)s, &st)) != 0)
+  if ((err = uvchan__st_get(ctx, (uv_handle_t*)s, &st)) != 0)
     return err;
   if (st->wr != NULL || (st->flags & UVCHAN__NET_ADAPT_WR))
     return UV_EBUSY; /* another task waits in a write, or a stream writer writes it */
-  due = uvchan__due(t, timeout, has_deadline);
+  due = uvchan__due(ctx, timeout, has_deadline);
   for (;;) {
     if (st->werr != 0)
       return off > 0 ? (ssize_t)off : st->werr;
@@ -594,11 +596,12 @@ ssize_t uvchan_task_write_timeout(uv_stream_t* stream, const void* buf, size_t l
 
 int uvchan_stream_set_hwm(uv_stream_t* stream, size_t hwm) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   int err;
-  if ((err = uvchan__check(t, (uv_handle_t*)stream, 1)) != 0)
+  if ((err = uvchan__check(ctx, (uv_handle_t*)stream, 1)) != 0)
     return err;
-  if ((err = uvchan__st_task(t, (uv_handle_t*)stream, &st)) != 0)
+  if ((err = uvchan__st_get(ctx, (uv_handle_t*)stream, &st)) != 0)
     return err;
   st->hwm = hwm != 0 ? hwm : UVCHAN_STREAM_HWM;
   if (st->wr != NULL && st->queued < st->hwm)
@@ -673,11 +676,12 @@ static int uvchan__op_wait(uvchan__op_t* op, uint64_t timeout, int has_deadline)
 
 static int uvchan__shutdown(uv_stream_t* s, uint64_t timeout, int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   uvchan__op_t* op;
   int err;
 
-  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)s, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(ctx, (uv_handle_t*)s, 1)) != 0)
     return err;
   st = uvchan__st_find(s);
   if (st != NULL && st->werr != 0)
@@ -703,10 +707,11 @@ int uvchan_task_shutdown_timeout(uv_stream_t* stream, uint64_t timeout) {
 static int uvchan__connect(uv_tcp_t* tcp, const struct sockaddr* addr, uint64_t timeout,
                            int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__op_t* op;
   int err;
 
-  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)tcp, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(ctx, (uv_handle_t*)tcp, 1)) != 0)
     return err;
   if (addr == NULL || tcp->type != UV_TCP)
     return UV_EINVAL;
@@ -732,6 +737,7 @@ static int uvchan__getaddrinfo(const char* node, const char* service,
                                const struct addrinfo* hints, struct addrinfo** res,
                                uint64_t timeout, int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__op_t* op;
   int abandoned, r;
 
@@ -742,7 +748,7 @@ static int uvchan__getaddrinfo(const char* node, const char* service,
     return r;
   if ((op = uvchan__op_new(uvchan__gai_cancel)) == NULL)
     return UV_ENOMEM;
-  r = uv_getaddrinfo(uvchan__task_own_req(t)->ctx_->loop, &op->u.gai, uvchan__on_gai, node,
+  r = uv_getaddrinfo(ctx->loop, &op->u.gai, uvchan__on_gai, node,
                      service, hints);
   if (r != 0) {
     free(op);
@@ -793,12 +799,13 @@ static void uvchan__on_connection(uv_stream_t* server, int status) {
 
 int uvchan_task_listen(uv_stream_t* server, int backlog) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   int err;
 
-  if ((err = uvchan__check(t, (uv_handle_t*)server, 1)) != 0)
+  if ((err = uvchan__check(ctx, (uv_handle_t*)server, 1)) != 0)
     return err;
-  if ((err = uvchan__st_task(t, (uv_handle_t*)server, &st)) != 0)
+  if ((err = uvchan__st_get(ctx, (uv_handle_t*)server, &st)) != 0)
     return err;
   if (st->flags & UVCHAN__NET_LISTENING)
     return UV_EBUSY;
@@ -818,15 +825,16 @@ static void uvchan__accept_cancel(uvchan_await_t* aw) {
 static int uvchan__accept(uv_stream_t* server, uv_stream_t* client, uint64_t timeout,
                           int has_deadline) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   uvchan__netw_t w;
   int err;
 
-  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(t, (uv_handle_t*)server, 1)) != 0 ||
-      (err = uvchan__check(t, (uv_handle_t*)client, 1)) != 0)
+  if ((err = uvchan__spend(t)) != 0 || (err = uvchan__check(ctx, (uv_handle_t*)server, 1)) != 0 ||
+      (err = uvchan__check(ctx, (uv_handle_t*)client, 1)) != 0)
     return err;
   st = uvchan__st_find(server);
-  if (st == NULL || !(st->flags & UVCHAN__NET_LISTENING) || st->ctx != uvchan__task_own_req(t)->ctx_)
+  if (st == NULL || !(st->flags & UVCHAN__NET_LISTENING) || st->ctx != ctx)
     return UV_EINVAL;
   if (st->aerr != 0) {
     err = st->aerr;
@@ -840,7 +848,7 @@ static int uvchan__accept(uv_stream_t* server, uv_stream_t* client, uint64_t tim
   uvchan__net_wait_init(&w, st, uvchan__accept_cancel);
   w.client = client;
   uvchan__list_push(&st->acceptors, &w.link);
-  err = uvchan__net_wait(&w, uvchan__due(t, timeout, has_deadline));
+  err = uvchan__net_wait(&w, uvchan__due(ctx, timeout, has_deadline));
   return w.closed ? UV_ECANCELED : err;
 }
 
@@ -866,12 +874,13 @@ static void uvchan__on_close(uv_handle_t* h) {
 
 int uvchan_task_close(uv_handle_t* handle) {
   uvchan_task_t* t = uvchan__task_current();
+  uvchan_ctx_t* ctx = uvchan__task_ctx(t);
   uvchan__netst_t* st;
   uvchan__netw_t w;
   int err;
 
   /* No budget spent: cleanup must work after a cancel. */
-  if ((err = uvchan__check(t, handle, 0)) != 0)
+  if ((err = uvchan__check(ctx, handle, 0)) != 0)
     return err;
   /* uvchan's own handles are not the caller's to close. libuv never initialises `data`: reading
    * it to compare with uvchan's tag is deliberate (see UVCHAN__VG_DEFINED). */
@@ -881,9 +890,9 @@ int uvchan_task_close(uv_handle_t* handle) {
   st = uvchan__st_find(handle);
   if (st == NULL) {
     /* A handle uvchan never used: a state only to find the closing task again. */
-    if ((st = uvchan__st_new(uvchan__task_own_req(t)->ctx_, handle)) == NULL)
+    if ((st = uvchan__st_new(ctx, handle)) == NULL)
       return UV_ENOMEM;
-  } else if (st->ctx != uvchan__task_own_req(t)->ctx_) {
+  } else if (st->ctx != ctx) {
     return UV_EINVAL;
   } else {
     if (uvchan__is_stream(handle))
