@@ -197,26 +197,29 @@ static void uvchan__st_gone(uvchan__netst_t* st) {
   }
 }
 
-/* The handle is going away: every task waiting on it returns UV_ECANCELED and must not touch the
- * state again (`closed`), and the adapters let go. */
+/* Ends a wait on a handle that is going away: UV_ECANCELED, and the task must not touch the
+ * state again (`closed`). */
+static void uvchan__net_fail(uvchan__netw_t* w) {
+  w->closed = 1;
+  uvchan__net_wake(w, UV_ECANCELED);
+}
+
+/* The handle is going away: every task waiting on it fails, and the adapters let go. */
 static void uvchan__st_fail_waiters(uvchan__netst_t* st) {
   uvchan__netw_t* w;
   uvchan__st_gone(st);
   if (st->rd != NULL) {
-    st->rd->closed = 1;
-    uvchan__net_wake(st->rd, UV_ECANCELED);
+    uvchan__net_fail(st->rd);
     st->rd = NULL;
   }
   if (st->wr != NULL) {
-    st->wr->closed = 1;
-    uvchan__net_wake(st->wr, UV_ECANCELED);
+    uvchan__net_fail(st->wr);
     st->wr = NULL;
   }
   while (!uvchan__list_empty(&st->acceptors)) {
     w = UVCHAN__CONTAINER_OF(st->acceptors.next, uvchan__netw_t, link);
     uvchan__list_remove(&w->link);
-    w->closed = 1;
-    uvchan__net_wake(w, UV_ECANCELED);
+    uvchan__net_fail(w);
   }
 }
 
