@@ -1232,9 +1232,7 @@ static void uvchan__split_pump(uvchan_splitter_t* sp) {
       return;
     }
     if (sp->eof_) {
-      if (!(sp->flags_ & UVCHAN_LEAVE_OPEN))
-        (void)uvchan_close(sp->out_);
-      uvchan__node_end(&sp->node_, 0);
+      uvchan__split_end(sp, 0); /* holds nothing and waits for nothing now */
       return;
     }
     if (sp->cur_.len > 0) {
