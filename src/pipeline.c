@@ -484,12 +484,11 @@ static void uvchan__stage_drain(uvchan_stage_t* st) {
 
 /* A job's function has finished (sync return or uvchan_job_done()). */
 static void uvchan__stage_job_finished(uvchan_stage_t* st, uvchan_job_t* job, int status) {
+  uvchan__job_set(job, UVCHAN__J_DONE);
   if (status < 0) {
-    uvchan__job_set(job, UVCHAN__J_DONE);
     uvchan__stage_fail(st, status);
     return;
   }
-  uvchan__job_set(job, UVCHAN__J_DONE);
   if (!(job->state_ & UVCHAN__J_QUEUED)) { /* not ordered_: freed at once when nothing waits */
     if (job->nout_ > 0)
       uvchan__drain_push(st, job);
