@@ -15,29 +15,13 @@
 #define UVCHAN_NATS_INTERNAL_H
 
 #include "uvchan_nats.h"
+/* The core's header-only helpers: UVCHAN__CONTAINER_OF, UVCHAN__MAGIC_IS (which marks the read of
+ * a magic field in caller memory as deliberate under memcheck) and the intrusive list. The module
+ * is built from the same tree and pinned to the same version. */
+#include "../uvchan-internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define UVCHAN_NATS__CONTAINER_OF(ptr, type, field) \
-  ((type*)((char*)(ptr) - offsetof(type, field)))
-
-/* Reading the magic field of a struct the caller may never have initialised is deliberate (it
- * tells a live struct from any other): under memcheck, mark that one read as defined, as the core
- * does, so that the caller's program stays clean without a suppression file. */
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define UVCHAN_NATS__HAVE_VALGRIND 1
-#endif
-#endif
-#if defined(UVCHAN_NATS__HAVE_VALGRIND)
-#define UVCHAN_NATS__MAGIC_IS(obj, magic)                                               \
-  ((void)VALGRIND_MAKE_MEM_DEFINED(&(obj)->magic_, sizeof((obj)->magic_)),            \
-   (obj)->magic_ == (magic))
-#else
-#define UVCHAN_NATS__MAGIC_IS(obj, magic) ((obj)->magic_ == (magic))
-#endif
 
 #define UVCHAN_NATS__MAGIC 0x756e6174u      /* "unat": a connection, from connect to close cb */
 #define UVCHAN_NATS__SUB_MAGIC 0x756e7362u  /* "unsb" */

@@ -47,7 +47,7 @@ typedef struct uvchan_nats__rec_s {
 } uvchan_nats__rec_t;
 
 static int uvchan_nats__pub_ok(const uvchan_nats_pub_t* pub) {
-  return pub != NULL && UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC);
+  return pub != NULL && UVCHAN__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC);
 }
 
 static uint64_t uvchan_nats__now(uvchan_nats_pub_t* pub) {
@@ -104,7 +104,7 @@ static void uvchan_nats__pub_flush_acks(uvchan_nats_pub_t* pub) {
 }
 
 static void uvchan_nats__pub_on_ack_sent(uvchan_send_t* req, int status) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(req, uvchan_nats_pub_t, ack_send_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(req, uvchan_nats_pub_t, ack_send_);
   uvchan_nats__rec_t* r = pub->ackq_;
   pub->flags_ &= ~UVCHAN_NATS__O_ACKSEND;
   pub->ackq_ = r->next;
@@ -194,7 +194,7 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
 
 /* An acknowledgement (or the connection's end): settle, then take more from the channel. */
 static void uvchan_nats__pub_on_reply(uvchan_nats__pending_t* p, natsMsg* msg, int status) {
-  uvchan_nats__rec_t* r = UVCHAN_NATS__CONTAINER_OF(p, uvchan_nats__rec_t, p);
+  uvchan_nats__rec_t* r = UVCHAN__CONTAINER_OF(p, uvchan_nats__rec_t, p);
   uvchan_nats_pub_t* pub = r->pub;
   uvchan_nats__pub_settle_reply(r, msg, status);
   uvchan_nats__pub_pump(pub);
@@ -314,7 +314,7 @@ static void uvchan_nats__pub_send(uvchan_nats__rec_t* r) {
 }
 
 static void uvchan_nats__pub_tick(uv_timer_t* t) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(t, uvchan_nats_pub_t, timer_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(t, uvchan_nats_pub_t, timer_);
   uvchan_nats__rec_t* recs = pub->recs_;
   uint64_t now = uv_now(t->loop);
   unsigned i;
@@ -386,7 +386,7 @@ static void uvchan_nats__pub_take(uvchan_nats_pub_t* pub, natsMsg* msg) {
 }
 
 static void uvchan_nats__pub_on_recv(uvchan_recv_t* req, int status) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(req, uvchan_nats_pub_t, rreq_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(req, uvchan_nats_pub_t, rreq_);
   pub->flags_ &= ~UVCHAN_NATS__O_RQ;
   if (status == 0)
     uvchan_nats__pub_take(pub, pub->rmsg_);
@@ -429,11 +429,10 @@ static void uvchan_nats__pub_pump(uvchan_nats_pub_t* pub) {
 /* ---- end ---- */
 
 static void uvchan_nats__pub_on_timer_closed(uv_handle_t* h) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(h, uvchan_nats_pub_t, timer_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(h, uvchan_nats_pub_t, timer_);
   uvchan_nats_t* nc = pub->nc_;
   uvchan_nats_pub_close_cb cb = pub->close_cb_;
-  pub->link_.prev->next = pub->link_.next;
-  pub->link_.next->prev = pub->link_.prev;
+  uvchan__list_remove(&pub->link_);
   free(pub->recs_);
   pub->recs_ = NULL;
   pub->magic_ = 0;
@@ -496,7 +495,7 @@ void uvchan_nats__pub_close_all(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_pub_t* pub;
   for (l = nc->pubs_.next; l != &nc->pubs_; l = l->next) {
-    pub = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
+    pub = UVCHAN__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
     if (!(pub->flags_ & UVCHAN_NATS__PUB_ABORT))
       uvchan_nats__pub_abort(pub, UV_ECANCELED);
   }
@@ -509,7 +508,7 @@ void uvchan_nats__pub_conn_closed(uvchan_nats_t* nc) {
   uvchan_nats__rec_t* recs;
   unsigned i;
   for (l = nc->pubs_.next; l != &nc->pubs_; l = l->next) {
-    pub = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
+    pub = UVCHAN__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
     recs = pub->recs_;
     for (i = 0; recs != NULL && i < pub->opts_.max_inflight; i++)
       if (recs[i].state == UVCHAN_NATS__R_WAIT || recs[i].state == UVCHAN_NATS__R_BACKOFF)
@@ -534,7 +533,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
     return err;
   if (pub == NULL)
     return UV_EINVAL;
-  if (UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC))
+  if (UVCHAN__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
@@ -584,10 +583,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
   pub->nc_ = nc;
   pub->opts_ = o;
   pub->recs_ = recs;
-  pub->link_.next = &nc->pubs_;
-  pub->link_.prev = nc->pubs_.prev;
-  nc->pubs_.prev->next = &pub->link_;
-  nc->pubs_.prev = &pub->link_;
+  uvchan__list_push(&nc->pubs_, &pub->link_);
   pub->magic_ = UVCHAN_NATS__PUB_MAGIC;
   uvchan_nats__pub_pump(pub);
   return 0;
