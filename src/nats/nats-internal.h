@@ -43,7 +43,6 @@ enum {
   UVCHAN_NATS__F_GOT_CLOSED = 1u << 1,  /* the client's closed callback came */
   UVCHAN_NATS__F_CONN_CLOSED = 1u << 3, /* natsConnection_Close() ran */
   UVCHAN_NATS__F_REFD = 1u << 4,        /* the async handle is referenced */
-  UVCHAN_NATS__F_EVQ_CLOSED = 1u << 5,  /* the event queue takes nothing more */
   UVCHAN_NATS__F_TASK = 1u << 6         /* uvchan_nats_task_connect() waits */
 };
 
@@ -54,7 +53,6 @@ enum {
   UVCHAN_NATS__O_RQ = 1u << 2,      /* pull: a reservation request pends; pub: a receive pends */
   UVCHAN_NATS__O_EOF = 1u << 3,     /* pub: the channel is closed and drained */
   UVCHAN_NATS__O_ACKSEND = 1u << 4, /* pub: a send on the acks channel pends */
-  UVCHAN_NATS__O_THREAD = 1u << 5,  /* pull: its thread was started */
   UVCHAN_NATS__O_FINISHED = 1u << 6 /* pub: everything settled, acks closed */
 };
 

@@ -406,7 +406,6 @@ int uvchan_nats_pull_start(uvchan_nats_t* nc, uvchan_nats_pull_t* p,
   }
   if ((err = uv_thread_create(&p->thread_, uvchan_nats__pull_thread, p)) != 0)
     goto fail_cond;
-  p->flags_ = UVCHAN_NATS__O_THREAD;
   uvchan__list_push(&nc->pulls_, &p->link_);
   uvchan_nats__active(nc, 1); /* an open consumer keeps the loop alive, as a reading socket */
   p->magic_ = UVCHAN_NATS__PULL_MAGIC;
