@@ -148,12 +148,9 @@ static void uvchan_nats__pull_thread(void* arg) {
       uv_mutex_lock(&p->lock_);
       if (!p->stop_)
         (void)uv_cond_timedwait(&p->cond_, &p->lock_, 100 * 1000000ull);
-      uv_mutex_unlock(&p->lock_);
-      if (f == NULL) { /* the slots asked for go back to the loop's count */
-        uv_mutex_lock(&p->lock_);
+      if (f == NULL) /* the slots asked for go back to the loop's count */
         p->want_ += (size_t)n;
-        uv_mutex_unlock(&p->lock_);
-      }
+      uv_mutex_unlock(&p->lock_);
     }
   }
   (void)uvchan_nats__post(nc, UVCHAN_NATS__EV_PULL_EXIT, p, NULL, 0);
@@ -305,6 +302,14 @@ static void uvchan_nats__pull_finish(uvchan_nats_pull_t* p) {
   uvchan_nats__close_step(nc);
 }
 
+/* Tells the thread to end: it leaves its wait for slots, or for a retry, at once. */
+static void uvchan_nats__pull_stop(uvchan_nats_pull_t* p) {
+  uv_mutex_lock(&p->lock_);
+  p->stop_ = 1;
+  uv_cond_signal(&p->cond_);
+  uv_mutex_unlock(&p->lock_);
+}
+
 static void uvchan_nats__pull_finish_deferred(void* arg) {
   uvchan_nats__pull_finish(arg);
 }
@@ -312,10 +317,7 @@ static void uvchan_nats__pull_finish_deferred(void* arg) {
 static void uvchan_nats__pull_start_close(uvchan_nats_pull_t* p, uvchan_nats_pull_close_cb cb) {
   p->flags_ |= UVCHAN_NATS__O_CLOSING;
   p->close_cb_ = cb;
-  uv_mutex_lock(&p->lock_);
-  p->stop_ = 1;
-  uv_cond_signal(&p->cond_);
-  uv_mutex_unlock(&p->lock_);
+  uvchan_nats__pull_stop(p);
   /* A fetch in progress returns when its subscription closes; before the "ready" event the
    * thread checks stop_ itself after its setup. */
   if ((p->flags_ & UVCHAN_NATS__P_READY) && !(p->flags_ & UVCHAN_NATS__O_DONE))
@@ -468,9 +470,6 @@ void uvchan_nats__pull_conn_closed(uvchan_nats_t* nc) {
   for (l = nc->pulls_.next; l != &nc->pulls_; l = l->next) {
     p = UVCHAN__CONTAINER_OF(l, uvchan_nats_pull_t, link_);
     uvchan_nats__pull_fail(p, UV_ENOTCONN);
-    uv_mutex_lock(&p->lock_);
-    p->stop_ = 1;
-    uv_cond_signal(&p->cond_);
-    uv_mutex_unlock(&p->lock_);
+    uvchan_nats__pull_stop(p);
   }
 }
