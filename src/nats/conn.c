@@ -257,13 +257,20 @@ static uvchan_nats__pending_t** uvchan_nats__map_slot(uvchan_nats_t* nc, uint64_
   return NULL;
 }
 
+static uvchan_nats__pending_t* uvchan_nats__map_unlink(uvchan_nats_t* nc,
+                                                       uvchan_nats__pending_t** pp) {
+  uvchan_nats__pending_t* p = *pp;
+  *pp = p->hnext;
+  p->hnext = NULL;
+  nc->nmap_--;
+  return p;
+}
+
 int uvchan_nats__map_remove(uvchan_nats_t* nc, uvchan_nats__pending_t* p) {
   uvchan_nats__pending_t** pp = uvchan_nats__map_slot(nc, p->token);
   if (pp == NULL || *pp != p)
     return 0;
-  *pp = p->hnext;
-  p->hnext = NULL;
-  nc->nmap_--;
+  (void)uvchan_nats__map_unlink(nc, pp);
   return 1;
 }
 
@@ -285,10 +292,7 @@ static void uvchan_nats__on_reply(uvchan_nats_t* nc, natsMsg* msg) {
     natsMsg_Destroy(msg);
     return;
   }
-  p = *pp;
-  *pp = p->hnext;
-  p->hnext = NULL;
-  nc->nmap_--;
+  p = uvchan_nats__map_unlink(nc, pp);
   p->on_reply(p, msg, 0);
 }
 
@@ -297,10 +301,8 @@ static void uvchan_nats__fail_pending(uvchan_nats_t* nc, int status) {
   uvchan_nats__pending_t* p;
   size_t i;
   for (i = 0; i < nc->nbuckets_; i++) {
-    while ((p = nc->map_[i]) != NULL) {
-      nc->map_[i] = p->hnext;
-      p->hnext = NULL;
-      nc->nmap_--;
+    while (nc->map_[i] != NULL) {
+      p = uvchan_nats__map_unlink(nc, (uvchan_nats__pending_t**)&nc->map_[i]);
       p->on_reply(p, NULL, status);
     }
   }
