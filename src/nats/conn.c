@@ -433,18 +433,15 @@ static void uvchan_nats__connect_work(uvchan_nats__job_t* job) {
 
 /* The inbox: one wildcard subscription for every reply of the connection. Its delivery thread
  * reaches us through a gate (see uvchan_nats__gate_t), so that a failed setup can let go. */
+static int uvchan_nats__inbox_deliver(uvchan_nats__gate_t* g, natsMsg* msg) {
+  return uvchan_nats__post(g->obj, UVCHAN_NATS__EV_REPLY, msg, NULL, 0);
+}
+
 static void uvchan_nats__on_inbox_msg(natsConnection* conn, natsSubscription* s, natsMsg* msg,
                                       void* closure) {
-  uvchan_nats__gate_t* g = closure;
   (void)conn;
   (void)s;
-  if (!uvchan_nats__gate_enter(g)) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  if (uvchan_nats__post(g->obj, UVCHAN_NATS__EV_REPLY, msg, NULL, 0) != 0)
-    natsMsg_Destroy(msg);
-  uvchan_nats__gate_leave(g);
+  uvchan_nats__gate_pass(closure, msg, uvchan_nats__inbox_deliver);
 }
 
 static void uvchan_nats__on_inbox_done(void* closure) {

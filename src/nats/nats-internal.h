@@ -130,6 +130,21 @@ static inline void uvchan_nats__gate_leave(uvchan_nats__gate_t* g) {
 
 void uvchan_nats__gate_kill(uvchan_nats__gate_t* g);
 
+/* The body of a delivery thread's message callback: hands `msg` to deliver(g, msg) inside the
+ * gate, and destroys it when the gate is dead or deliver() did not take it (non-zero). Inlined
+ * with the callback's constant deliver(), so the per-message path has no indirect call. */
+static inline void uvchan_nats__gate_pass(uvchan_nats__gate_t* g, natsMsg* msg,
+                                          int (*deliver)(uvchan_nats__gate_t* g, natsMsg* msg)) {
+  int taken;
+  if (uvchan_nats__gate_enter(g)) {
+    taken = deliver(g, msg) == 0;
+    uvchan_nats__gate_leave(g);
+    if (taken)
+      return;
+  }
+  natsMsg_Destroy(msg);
+}
+
 /* A blocking call of the client run on a thread of its own (a connect, a close, a task's call).
  * Not libuv's threadpool: a connect or a JetStream request may block for seconds, and would hold
  * one of its few threads that file operations need; and the client keeps state per thread

@@ -12,20 +12,19 @@ static int uvchan_nats__sub_ok(const uvchan_nats_sub_t* sub) {
   return sub != NULL && UVCHAN__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC);
 }
 
+/* Fails only when the channel is closed: the subscription is closing. */
+static int uvchan_nats__sub_deliver(uvchan_nats__gate_t* g, natsMsg* msg) {
+  int err = uvchan_thread_send(&((uvchan_nats_sub_t*)g->obj)->chan, &msg);
+  if (err == 0)
+    __atomic_add_fetch(&g->delivered, 1, __ATOMIC_RELAXED);
+  return err;
+}
+
 static void uvchan_nats__on_msg(natsConnection* conn, natsSubscription* s, natsMsg* msg,
                                 void* closure) {
-  uvchan_nats__gate_t* g = closure;
   (void)conn;
   (void)s;
-  if (!uvchan_nats__gate_enter(g)) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  if (uvchan_thread_send(&((uvchan_nats_sub_t*)g->obj)->chan, &msg) == 0)
-    __atomic_add_fetch(&g->delivered, 1, __ATOMIC_RELAXED);
-  else
-    natsMsg_Destroy(msg); /* closed: the subscription is closing */
-  uvchan_nats__gate_leave(g);
+  uvchan_nats__gate_pass(closure, msg, uvchan_nats__sub_deliver);
 }
 
 static void uvchan_nats__on_sub_complete(void* closure) {
