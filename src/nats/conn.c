@@ -214,7 +214,7 @@ void uvchan_nats__reply_subject(const uvchan_nats_t* nc, uint64_t token, char* b
 
 static int uvchan_nats__map_grow(uvchan_nats_t* nc) {
   size_t n = nc->nbuckets_ == 0 ? 64 : nc->nbuckets_ * 2, i;
-  void** b = calloc(n, sizeof(*b));
+  uvchan_nats__pending_t** b = calloc(n, sizeof(*b));
   uvchan_nats__pending_t* p;
   uvchan_nats__pending_t* next;
   if (b == NULL)
@@ -250,8 +250,7 @@ static uvchan_nats__pending_t** uvchan_nats__map_slot(uvchan_nats_t* nc, uint64_
   uvchan_nats__pending_t** pp;
   if (nc->nbuckets_ == 0)
     return NULL;
-  for (pp = (uvchan_nats__pending_t**)&nc->map_[token & (nc->nbuckets_ - 1)]; *pp != NULL;
-       pp = &(*pp)->hnext)
+  for (pp = &nc->map_[token & (nc->nbuckets_ - 1)]; *pp != NULL; pp = &(*pp)->hnext)
     if ((*pp)->token == token)
       return pp;
   return NULL;
@@ -302,7 +301,7 @@ static void uvchan_nats__fail_pending(uvchan_nats_t* nc, int status) {
   size_t i;
   for (i = 0; i < nc->nbuckets_; i++) {
     while (nc->map_[i] != NULL) {
-      p = uvchan_nats__map_unlink(nc, (uvchan_nats__pending_t**)&nc->map_[i]);
+      p = uvchan_nats__map_unlink(nc, &nc->map_[i]);
       p->on_reply(p, NULL, status);
     }
   }
