@@ -55,8 +55,7 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx, i
       if (c->op == UVCHAN_OP_SEND) {
         if (c->value == NULL && c->chan->elem_size_ != 0)
           return UV_EINVAL;
-      } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || c->chan->ring_ == 0 ||
-                 (c->chan->flags_ & (UVCHAN__CHAN_OVERFLOW | UVCHAN__CHAN_SHARED))) {
+      } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || !uvchan__reservable(c->chan)) {
         return UV_EINVAL;
       }
     }

@@ -588,14 +588,14 @@ static int uvchan__task_reserve(uvchan_t* ch, uvchan_permit_t* permit, uint64_t 
   int status;
 
   if (t == NULL || permit == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx ||
-      ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
+      !uvchan__reservable(ch))
     return UV_EINVAL;
   if ((status = uvchan__task_spend(t)) != 0) {
     if (status < 0)
       return status;
     if (!uvchan__chan_ok(ch)) /* destroyed during the yield */
       return UV_ECANCELED;
-    if (ch->flags_ & UVCHAN__CHAN_OVERFLOW)
+    if (!uvchan__reservable(ch)) /* an overflow policy set during the yield */
       return UV_EINVAL;
   }
   status = uvchan__reserve_now(ch, permit);

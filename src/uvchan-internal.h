@@ -490,6 +490,11 @@ void uvchan__xsel_waits(uvchan_select_t* sel);
 
 /* ---- reserve.c ---- */
 
+/* Whether `ch` (a live channel or end) takes reservations: buffered, sends that block (no
+ * dropping overflow policy), and not shared between threads. */
+static inline int uvchan__reservable(const uvchan_t* ch) {
+  return ch->ring_ != 0 && !(ch->flags_ & (UVCHAN__CHAN_OVERFLOW | UVCHAN__CHAN_SHARED));
+}
 /* Reserves a slot for `permit` if one is free now: 0, UV_EPIPE (closed), or UVCHAN__MUST_WAIT. */
 int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit);
 
