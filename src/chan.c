@@ -440,14 +440,14 @@ int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
 }
 
 int uvchan_set_name(uvchan_t* ch, const char* name) {
-  if (!uvchan__chan_ok(ch) && !uvchan__chan_shared(ch))
+  if (!uvchan__chan_live(ch))
     return UV_EINVAL;
   ch->name_ = name; /* an end's own */
   return 0;
 }
 
 const char* uvchan_name(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->name_ : NULL;
+  return uvchan__chan_live(ch) ? ch->name_ : NULL;
 }
 
 size_t uvchan_len(const uvchan_t* ch) {
@@ -456,11 +456,11 @@ size_t uvchan_len(const uvchan_t* ch) {
 }
 
 size_t uvchan_cap(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->ring_ : 0;
+  return uvchan__chan_live(ch) ? ch->ring_ : 0;
 }
 
 size_t uvchan_elem_size(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->elem_size_ : 0;
+  return uvchan__chan_live(ch) ? ch->elem_size_ : 0;
 }
 
 int uvchan_is_closed(const uvchan_t* ch) {

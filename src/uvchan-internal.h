@@ -156,6 +156,11 @@ static inline int uvchan__chan_shared(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__XCHAN_MAGIC;
 }
 
+/* A live channel of either kind: what calls that read only an end's own fields accept. */
+static inline int uvchan__chan_live(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch);
+}
+
 /* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
  * when it may go on, UV_EPERM from another thread than the context's, UV_ECANCELED once a
  * shutdown began. ctx->gate_ holds the owner's thread marker only while none of that applies and
