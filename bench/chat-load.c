@@ -30,6 +30,8 @@
 
 #include <uv.h>
 
+#include "proc.h"
+
 enum { MAX_CLIENTS = 1000, READ_BUF = 64 * 1024, FLOOD_CHUNK = 64 * 1024, LINE_CAP = 1024 };
 
 typedef struct {
@@ -77,24 +79,10 @@ static void fail(const char* fmt, ...) {
   exit(1);
 }
 
-static long server_rss_kb(void) {
-  char path[64], line[256];
-  long kb = -1;
-  FILE* f;
-  snprintf(path, sizeof(path), "/proc/%ld/status", server_pid);
-  if ((f = fopen(path, "r")) == NULL)
-    return -1;
-  while (fgets(line, sizeof(line), f) != NULL)
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
-}
-
 static void on_sample(uv_timer_t* t) {
   long kb;
   (void)t;
-  if (server_pid == 0 || (kb = server_rss_kb()) < 0)
+  if (server_pid == 0 || (kb = bench_rss_kb(server_pid)) < 0)
     return;
   if (kb > rss_peak)
     rss_peak = kb;
@@ -273,7 +261,7 @@ static void start_running(uv_timer_t* t) {
   t_measure = t_start + (uint64_t)(warm * 1e9);
   t_end = t_measure + (uint64_t)(secs * 1e9);
   if (server_pid != 0)
-    rss_before = rss_peak = server_rss_kb();
+    rss_before = rss_peak = bench_rss_kb(server_pid);
   phase = 1;
   uv_timer_start(&send_timer, on_send_tick, 1, 1);
   uv_timer_start(&phase_timer, on_phase, (uint64_t)((warm + secs) * 1000), 0);

@@ -33,6 +33,8 @@
 
 #include <uv.h>
 
+#include "proc.h"
+
 enum {
   PERIOD = 251,                /* the pattern's period: a prime, so offsets don't alias sizes */
   MAX_CONNECTING = 64,         /* connects in flight at once, so no listen backlog overflows */
@@ -115,21 +117,6 @@ static void* xmalloc(size_t n) {
   if (p == NULL)
     fail("out of memory");
   return p;
-}
-
-/* The server's resident set in kB (VmRSS), or -1 when it cannot be read. */
-static long server_rss_kb(void) {
-  char path[64], line[256];
-  long kb = -1;
-  FILE* f;
-  snprintf(path, sizeof(path), "/proc/%ld/status", server_pid);
-  if ((f = fopen(path, "r")) == NULL)
-    return -1;
-  while (fgets(line, sizeof(line), f) != NULL)
-    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-      break;
-  fclose(f);
-  return kb;
 }
 
 /* The server's CPU time (user + system, all threads) in seconds, from /proc/PID/stat. */
@@ -274,7 +261,7 @@ static void end_measuring(void) {
   busy1 = machine_busy_s();
   if (server_pid > 0) {
     srv_cpu1 = server_cpu_s();
-    load_rss1 = server_rss_kb();
+    load_rss1 = bench_rss_kb(server_pid);
   }
   load_done = 1;
   if (noread_bytes == 0 || noread.done)
@@ -424,7 +411,7 @@ static void on_noread_written(uv_write_t* req, int status) {
 
 static void on_sample(uv_timer_t* t) {
   uint64_t now = uv_hrtime(), acc;
-  long rss = server_rss_kb();
+  long rss = bench_rss_kb(server_pid);
   (void)t;
   if (rss > noread.rss_peak)
     noread.rss_peak = rss;
@@ -454,7 +441,7 @@ static void on_noread_connect(uv_connect_t* req, int status) {
     return;
   if (status != 0)
     fail("non-reading connection: connect to %s:%d: %s", host, port, uv_strerror(status));
-  noread.rss_before = noread.rss_peak = server_rss_kb();
+  noread.rss_before = noread.rss_peak = bench_rss_kb(server_pid);
   if (noread.rss_before < 0)
     fail("cannot read /proc/%ld/status", server_pid);
   noread.started_at = noread.progress_at = uv_hrtime();
@@ -664,7 +651,7 @@ int main(int argc, char** argv) {
   uv_timer_init(&loop, &sample_timer);
   uv_timer_init(&loop, &watch_timer);
   if (nconns > 0) {
-    if (server_pid > 0 && (load_rss0 = server_rss_kb()) < 0)
+    if (server_pid > 0 && (load_rss0 = bench_rss_kb(server_pid)) < 0)
       fail("cannot read /proc/%ld/status", server_pid);
     connect_more();
     uv_timer_start(&watch_timer, on_watch, 1000, 1000);

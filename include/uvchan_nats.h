@@ -122,7 +122,7 @@ struct uvchan_nats_s {
   struct uvchan__link_s subs_;
   struct uvchan__link_s pulls_;
   struct uvchan__link_s pubs_;
-  void** map_;
+  struct uvchan_nats__pending_s** map_;
   size_t nmap_;
   size_t nbuckets_;
   char* inbox_;

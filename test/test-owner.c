@@ -83,6 +83,18 @@ static void work_cb(uv_work_t* req) {
   foreign_calls(req->data);
 }
 
+/* A channel holding one value and a wait group at 1, for the calls of another thread. */
+static void foreign_setup(fixture_t* f, uvchan_t* ch, uvchan_wg_t* wg, foreign_t* x) {
+  int v = 41;
+  assert_int_equal(uvchan_init(&f->ctx, ch, sizeof(int), 2), 0);
+  assert_int_equal(uvchan_try_send(ch, &v), 0);
+  assert_int_equal(uvchan_wg_init(&f->ctx, wg), 0);
+  assert_int_equal(uvchan_wg_add(wg, 1), 0);
+  x->ctx = &f->ctx;
+  x->ch = ch;
+  x->wg = wg;
+}
+
 static int after_work_calls;
 static void after_work_cb(uv_work_t* req, int status) {
   (void)req;
@@ -96,15 +108,8 @@ static void test_owner_work_callback_gets_eperm(void** state) {
   uvchan_wg_t wg;
   uv_work_t work;
   foreign_t x;
-  int v = 41;
 
-  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 2), 0);
-  assert_int_equal(uvchan_try_send(&ch, &v), 0);
-  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
-  assert_int_equal(uvchan_wg_add(&wg, 1), 0);
-  x.ctx = &f->ctx;
-  x.ch = &ch;
-  x.wg = &wg;
+  foreign_setup(f, &ch, &wg, &x);
   work.data = &x;
   after_work_calls = 0;
   assert_int_equal(uv_queue_work(&f->loop, &work, work_cb, after_work_cb), 0);
@@ -127,15 +132,8 @@ static void test_owner_plain_thread_gets_eperm(void** state) {
   uvchan_wg_t wg;
   uv_thread_t th;
   foreign_t x;
-  int v = 41;
 
-  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 2), 0);
-  assert_int_equal(uvchan_try_send(&ch, &v), 0);
-  assert_int_equal(uvchan_wg_init(&f->ctx, &wg), 0);
-  assert_int_equal(uvchan_wg_add(&wg, 1), 0);
-  x.ctx = &f->ctx;
-  x.ch = &ch;
-  x.wg = &wg;
+  foreign_setup(f, &ch, &wg, &x);
   assert_int_equal(uv_thread_create(&th, thread_main, &x), 0);
   assert_int_equal(uv_thread_join(&th), 0);
   assert_all_eperm(&x);

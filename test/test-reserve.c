@@ -211,6 +211,37 @@ static void test_reserve_deadline(void** state) {
   assert_int_equal(uvchan_destroy(&ch), 0);
 }
 
+/* The callback form: a reservation on a full channel times out holding nothing; one that a slot
+ * frees before its deadline gets the slot. */
+static void test_reserve_timeout_callbacks(void** state) {
+  fixture_t* f = FX(state);
+  uvchan_t ch;
+  uvchan_reserve_t r1, r2;
+  counter_t c1 = {0, 1}, c2 = {0, 1};
+  uvchan_permit_t p;
+  int out;
+  assert_int_equal(uvchan_init(&f->ctx, &ch, sizeof(int), 1), 0);
+  assert_int_equal(uvchan_try_reserve(&ch, &p), 0); /* the only slot */
+  r1.data = &c1;
+  r2.data = &c2;
+  assert_int_equal(uvchan_reserve_timeout(&r1, &ch, 2, reserve_cb), 0);
+  RUN(f);
+  assert_int_equal(c1.calls, 1);
+  assert_int_equal(c1.status, UV_ETIMEDOUT);
+  assert_int_equal(uvchan_permit_held(&r1.permit), 0);
+  assert_int_equal(uvchan_waiting_senders(&ch), 0);
+  assert_int_equal(uvchan_reserve_timeout(&r2, &ch, 60000, reserve_cb), 0);
+  assert_int_equal(c2.calls, 0); /* never from inside the call */
+  assert_int_equal(uvchan_release(&p), 0); /* hands the slot to r2 */
+  RUN(f);                                  /* returns at once: the deadline went with the wait */
+  assert_int_equal(c2.calls, 1);
+  assert_int_equal(c2.status, 0);
+  assert_int_equal(uvchan_permit_held(&r2.permit), 1);
+  assert_int_equal(uvchan_release(&r2.permit), 0);
+  assert_int_equal(uvchan_try_recv(&ch, &out), UV_EAGAIN);
+  assert_int_equal(uvchan_destroy(&ch), 0);
+}
+
 static void test_reserve_bad_input(void** state) {
   fixture_t* f = FX(state);
   uvchan_t unbuffered, ch;
@@ -248,6 +279,7 @@ int main(void) {
       TEST(test_reserve_in_select),
       TEST(test_reserve_in_tasks),
       TEST(test_reserve_deadline),
+      TEST(test_reserve_timeout_callbacks),
       TEST(test_reserve_bad_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

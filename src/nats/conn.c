@@ -168,7 +168,7 @@ int uvchan_nats__job_start(uvchan_nats_t* nc, uvchan_nats__job_t* job) {
   job->nc = nc;
   if ((err = uv_thread_create(&job->tid, uvchan_nats__job_main, job)) != 0)
     return err;
-  if (UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
+  if (UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     uvchan_nats__active(nc, 1); /* its end comes through the async handle */
   return 0;
 }
@@ -214,7 +214,7 @@ void uvchan_nats__reply_subject(const uvchan_nats_t* nc, uint64_t token, char* b
 
 static int uvchan_nats__map_grow(uvchan_nats_t* nc) {
   size_t n = nc->nbuckets_ == 0 ? 64 : nc->nbuckets_ * 2, i;
-  void** b = calloc(n, sizeof(*b));
+  uvchan_nats__pending_t** b = calloc(n, sizeof(*b));
   uvchan_nats__pending_t* p;
   uvchan_nats__pending_t* next;
   if (b == NULL)
@@ -250,20 +250,26 @@ static uvchan_nats__pending_t** uvchan_nats__map_slot(uvchan_nats_t* nc, uint64_
   uvchan_nats__pending_t** pp;
   if (nc->nbuckets_ == 0)
     return NULL;
-  for (pp = (uvchan_nats__pending_t**)&nc->map_[token & (nc->nbuckets_ - 1)]; *pp != NULL;
-       pp = &(*pp)->hnext)
+  for (pp = &nc->map_[token & (nc->nbuckets_ - 1)]; *pp != NULL; pp = &(*pp)->hnext)
     if ((*pp)->token == token)
       return pp;
   return NULL;
+}
+
+static uvchan_nats__pending_t* uvchan_nats__map_unlink(uvchan_nats_t* nc,
+                                                       uvchan_nats__pending_t** pp) {
+  uvchan_nats__pending_t* p = *pp;
+  *pp = p->hnext;
+  p->hnext = NULL;
+  nc->nmap_--;
+  return p;
 }
 
 int uvchan_nats__map_remove(uvchan_nats_t* nc, uvchan_nats__pending_t* p) {
   uvchan_nats__pending_t** pp = uvchan_nats__map_slot(nc, p->token);
   if (pp == NULL || *pp != p)
     return 0;
-  *pp = p->hnext;
-  p->hnext = NULL;
-  nc->nmap_--;
+  (void)uvchan_nats__map_unlink(nc, pp);
   return 1;
 }
 
@@ -285,10 +291,7 @@ static void uvchan_nats__on_reply(uvchan_nats_t* nc, natsMsg* msg) {
     natsMsg_Destroy(msg);
     return;
   }
-  p = *pp;
-  *pp = p->hnext;
-  p->hnext = NULL;
-  nc->nmap_--;
+  p = uvchan_nats__map_unlink(nc, pp);
   p->on_reply(p, msg, 0);
 }
 
@@ -297,10 +300,8 @@ static void uvchan_nats__fail_pending(uvchan_nats_t* nc, int status) {
   uvchan_nats__pending_t* p;
   size_t i;
   for (i = 0; i < nc->nbuckets_; i++) {
-    while ((p = nc->map_[i]) != NULL) {
-      nc->map_[i] = p->hnext;
-      p->hnext = NULL;
-      nc->nmap_--;
+    while (nc->map_[i] != NULL) {
+      p = uvchan_nats__map_unlink(nc, &nc->map_[i]);
       p->on_reply(p, NULL, status);
     }
   }
@@ -388,7 +389,7 @@ static void uvchan_nats__dispatch(uvchan_nats_t* nc, uvchan_nats__ev_t* ev) {
 }
 
 static void uvchan_nats__on_async(uv_async_t* handle) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(handle, uvchan_nats_t, async_);
+  uvchan_nats_t* nc = UVCHAN__CONTAINER_OF(handle, uvchan_nats_t, async_);
   uvchan_nats__ev_t* batch;
   size_t n, cap, i;
 
@@ -431,18 +432,15 @@ static void uvchan_nats__connect_work(uvchan_nats__job_t* job) {
 
 /* The inbox: one wildcard subscription for every reply of the connection. Its delivery thread
  * reaches us through a gate (see uvchan_nats__gate_t), so that a failed setup can let go. */
+static int uvchan_nats__inbox_deliver(uvchan_nats__gate_t* g, natsMsg* msg) {
+  return uvchan_nats__post(g->obj, UVCHAN_NATS__EV_REPLY, msg, NULL, 0);
+}
+
 static void uvchan_nats__on_inbox_msg(natsConnection* conn, natsSubscription* s, natsMsg* msg,
                                       void* closure) {
-  uvchan_nats__gate_t* g = closure;
   (void)conn;
   (void)s;
-  if (!uvchan_nats__gate_enter(g)) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  if (uvchan_nats__post(g->obj, UVCHAN_NATS__EV_REPLY, msg, NULL, 0) != 0)
-    natsMsg_Destroy(msg);
-  uvchan_nats__gate_leave(g);
+  uvchan_nats__gate_pass(closure, msg, uvchan_nats__inbox_deliver);
 }
 
 static void uvchan_nats__on_inbox_done(void* closure) {
@@ -507,7 +505,7 @@ static void uvchan_nats__connect_after(uvchan_nats__job_t* job) {
 }
 
 static void uvchan_nats__shutdown(uvchan_resource_t* res) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(res, uvchan_nats_t, res_);
+  uvchan_nats_t* nc = UVCHAN__CONTAINER_OF(res, uvchan_nats_t, res_);
   if (nc->state_ != UVCHAN_NATS__CLOSING)
     (void)uvchan_nats_close(nc, NULL);
 }
@@ -525,15 +523,15 @@ int uvchan_nats_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* url, n
     return UV_EINVAL;
   if ((err = uvchan_ctx_check(ctx, 1)) != 0)
     return err;
-  if (UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
+  if (UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EBUSY;
   data = nc->data; /* the user's, set before the init as libuv allows */
   memset(nc, 0, sizeof(*nc));
   nc->data = data;
   nc->ctx = ctx;
-  nc->subs_.next = nc->subs_.prev = &nc->subs_;
-  nc->pulls_.next = nc->pulls_.prev = &nc->pulls_;
-  nc->pubs_.next = nc->pubs_.prev = &nc->pubs_;
+  uvchan__list_init(&nc->subs_);
+  uvchan__list_init(&nc->pulls_);
+  uvchan__list_init(&nc->pubs_);
 
   if (natsInbox_Create(&inbox) != NATS_OK)
     return UV_ENOMEM;
@@ -653,7 +651,7 @@ int uvchan_nats_task_connect(uvchan_ctx_t* ctx, uvchan_nats_t* nc, const char* u
 }
 
 int uvchan_nats_set_event_cb(uvchan_nats_t* nc, uvchan_nats_event_cb cb) {
-  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
+  if (nc == NULL || !UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   if (!uvchan_nats__on_thread(nc))
     return UV_EPERM;
@@ -662,7 +660,7 @@ int uvchan_nats_set_event_cb(uvchan_nats_t* nc, uvchan_nats_event_cb cb) {
 }
 
 int uvchan_nats_stats(const uvchan_nats_t* nc, uvchan_nats_stats_t* stats) {
-  if (nc == NULL || stats == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
+  if (nc == NULL || stats == NULL || !UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   stats->disconnects = nc->disconnects_;
   stats->reconnects = nc->reconnects_;
@@ -672,7 +670,7 @@ int uvchan_nats_stats(const uvchan_nats_t* nc, uvchan_nats_stats_t* stats) {
 
 int uvchan_nats__usable(const uvchan_nats_t* nc) {
   int err;
-  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
+  if (nc == NULL || !UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC))
     return UV_EINVAL;
   if ((err = uvchan_ctx_check(nc->ctx, 1)) != 0)
     return err == UV_EINVAL ? UV_ENOTCONN : err;
@@ -694,7 +692,7 @@ static void uvchan_nats__close_after(uvchan_nats__job_t* job) {
 }
 
 static void uvchan_nats__on_async_closed(uv_handle_t* handle) {
-  uvchan_nats_t* nc = UVCHAN_NATS__CONTAINER_OF(handle, uvchan_nats_t, async_);
+  uvchan_nats_t* nc = UVCHAN__CONTAINER_OF(handle, uvchan_nats_t, async_);
   uvchan_nats_close_cb cb = nc->close_cb_;
   uvchan_nats__ev_t* q = nc->evq_;
   size_t i;
@@ -739,8 +737,8 @@ void uvchan_nats__close_step(uvchan_nats_t* nc) {
     return;
   if (nc->inbox_gate_ != NULL)
     return;
-  if (nc->subs_.next != &nc->subs_ || nc->pulls_.next != &nc->pulls_ ||
-      nc->pubs_.next != &nc->pubs_)
+  if (!uvchan__list_empty(&nc->subs_) || !uvchan__list_empty(&nc->pulls_) ||
+      !uvchan__list_empty(&nc->pubs_))
     return;
   natsSubscription_Destroy(nc->inbox_sub_);
   nc->inbox_sub_ = NULL;
@@ -763,7 +761,7 @@ void uvchan_nats__close_step(uvchan_nats_t* nc) {
 }
 
 int uvchan_nats_close(uvchan_nats_t* nc, uvchan_nats_close_cb cb) {
-  if (nc == NULL || !UVCHAN_NATS__MAGIC_IS(nc, UVCHAN_NATS__MAGIC) ||
+  if (nc == NULL || !UVCHAN__MAGIC_IS(nc, UVCHAN_NATS__MAGIC) ||
       nc->state_ == UVCHAN_NATS__CLOSING)
     return UV_EINVAL;
   if (!uvchan_nats__on_thread(nc))

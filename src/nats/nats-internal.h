@@ -15,29 +15,13 @@
 #define UVCHAN_NATS_INTERNAL_H
 
 #include "uvchan_nats.h"
+/* The core's header-only helpers: UVCHAN__CONTAINER_OF, UVCHAN__MAGIC_IS (which marks the read of
+ * a magic field in caller memory as deliberate under memcheck) and the intrusive list. The module
+ * is built from the same tree and pinned to the same version. */
+#include "../uvchan-internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define UVCHAN_NATS__CONTAINER_OF(ptr, type, field) \
-  ((type*)((char*)(ptr) - offsetof(type, field)))
-
-/* Reading the magic field of a struct the caller may never have initialised is deliberate (it
- * tells a live struct from any other): under memcheck, mark that one read as defined, as the core
- * does, so that the caller's program stays clean without a suppression file. */
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define UVCHAN_NATS__HAVE_VALGRIND 1
-#endif
-#endif
-#if defined(UVCHAN_NATS__HAVE_VALGRIND)
-#define UVCHAN_NATS__MAGIC_IS(obj, magic)                                               \
-  ((void)VALGRIND_MAKE_MEM_DEFINED(&(obj)->magic_, sizeof((obj)->magic_)),            \
-   (obj)->magic_ == (magic))
-#else
-#define UVCHAN_NATS__MAGIC_IS(obj, magic) ((obj)->magic_ == (magic))
-#endif
 
 #define UVCHAN_NATS__MAGIC 0x756e6174u      /* "unat": a connection, from connect to close cb */
 #define UVCHAN_NATS__SUB_MAGIC 0x756e7362u  /* "unsb" */
@@ -59,7 +43,6 @@ enum {
   UVCHAN_NATS__F_GOT_CLOSED = 1u << 1,  /* the client's closed callback came */
   UVCHAN_NATS__F_CONN_CLOSED = 1u << 3, /* natsConnection_Close() ran */
   UVCHAN_NATS__F_REFD = 1u << 4,        /* the async handle is referenced */
-  UVCHAN_NATS__F_EVQ_CLOSED = 1u << 5,  /* the event queue takes nothing more */
   UVCHAN_NATS__F_TASK = 1u << 6         /* uvchan_nats_task_connect() waits */
 };
 
@@ -70,7 +53,6 @@ enum {
   UVCHAN_NATS__O_RQ = 1u << 2,      /* pull: a reservation request pends; pub: a receive pends */
   UVCHAN_NATS__O_EOF = 1u << 3,     /* pub: the channel is closed and drained */
   UVCHAN_NATS__O_ACKSEND = 1u << 4, /* pub: a send on the acks channel pends */
-  UVCHAN_NATS__O_THREAD = 1u << 5,  /* pull: its thread was started */
   UVCHAN_NATS__O_FINISHED = 1u << 6 /* pub: everything settled, acks closed */
 };
 
@@ -147,6 +129,21 @@ static inline void uvchan_nats__gate_leave(uvchan_nats__gate_t* g) {
 }
 
 void uvchan_nats__gate_kill(uvchan_nats__gate_t* g);
+
+/* The body of a delivery thread's message callback: hands `msg` to deliver(g, msg) inside the
+ * gate, and destroys it when the gate is dead or deliver() did not take it (non-zero). Inlined
+ * with the callback's constant deliver(), so the per-message path has no indirect call. */
+static inline void uvchan_nats__gate_pass(uvchan_nats__gate_t* g, natsMsg* msg,
+                                          int (*deliver)(uvchan_nats__gate_t* g, natsMsg* msg)) {
+  int taken;
+  if (uvchan_nats__gate_enter(g)) {
+    taken = deliver(g, msg) == 0;
+    uvchan_nats__gate_leave(g);
+    if (taken)
+      return;
+  }
+  natsMsg_Destroy(msg);
+}
 
 /* A blocking call of the client run on a thread of its own (a connect, a close, a task's call).
  * Not libuv's threadpool: a connect or a JetStream request may block for seconds, and would hold

@@ -47,7 +47,7 @@ typedef struct uvchan_nats__rec_s {
 } uvchan_nats__rec_t;
 
 static int uvchan_nats__pub_ok(const uvchan_nats_pub_t* pub) {
-  return pub != NULL && UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC);
+  return pub != NULL && UVCHAN__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC);
 }
 
 static uint64_t uvchan_nats__now(uvchan_nats_pub_t* pub) {
@@ -73,6 +73,17 @@ static void uvchan_nats__rec_free(uvchan_nats_pub_t* pub, uvchan_nats__rec_t* r)
 
 static void uvchan_nats__pub_on_ack_sent(uvchan_send_t* req, int status);
 
+/* Takes the head of the acks queue off once its send ended with `status`, and frees its record. */
+static void uvchan_nats__ack_pop(uvchan_nats_pub_t* pub, int status) {
+  uvchan_nats__rec_t* r = pub->ackq_;
+  pub->ackq_ = r->next;
+  if (pub->ackq_ == NULL)
+    pub->ackq_tail_ = NULL;
+  if (status != 0)
+    natsMsg_Destroy(r->msg); /* nobody will read it: the acks channel is gone or closed */
+  uvchan_nats__rec_free(pub, r);
+}
+
 /* Hands settled outcomes to the acks channel, in order; waits (one send request) while it is
  * full, unless the publisher is closing, which drops what does not fit now. */
 static void uvchan_nats__pub_flush_acks(uvchan_nats_pub_t* pub) {
@@ -94,25 +105,14 @@ static void uvchan_nats__pub_flush_acks(uvchan_nats_pub_t* pub) {
         return;
       }
     }
-    pub->ackq_ = r->next;
-    if (pub->ackq_ == NULL)
-      pub->ackq_tail_ = NULL;
-    if (err != 0)
-      natsMsg_Destroy(r->msg); /* nobody will read it: the acks channel is gone or closed */
-    uvchan_nats__rec_free(pub, r);
+    uvchan_nats__ack_pop(pub, err);
   }
 }
 
 static void uvchan_nats__pub_on_ack_sent(uvchan_send_t* req, int status) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(req, uvchan_nats_pub_t, ack_send_);
-  uvchan_nats__rec_t* r = pub->ackq_;
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(req, uvchan_nats_pub_t, ack_send_);
   pub->flags_ &= ~UVCHAN_NATS__O_ACKSEND;
-  pub->ackq_ = r->next;
-  if (pub->ackq_ == NULL)
-    pub->ackq_tail_ = NULL;
-  if (status != 0)
-    natsMsg_Destroy(r->msg);
-  uvchan_nats__rec_free(pub, r);
+  uvchan_nats__ack_pop(pub, status);
   uvchan_nats__pub_flush_acks(pub);
   uvchan_nats__pub_pump(pub);
   uvchan_nats__pub_maybe_finish(pub);
@@ -194,7 +194,7 @@ static void uvchan_nats__pub_settle_reply(uvchan_nats__rec_t* r, natsMsg* msg, i
 
 /* An acknowledgement (or the connection's end): settle, then take more from the channel. */
 static void uvchan_nats__pub_on_reply(uvchan_nats__pending_t* p, natsMsg* msg, int status) {
-  uvchan_nats__rec_t* r = UVCHAN_NATS__CONTAINER_OF(p, uvchan_nats__rec_t, p);
+  uvchan_nats__rec_t* r = UVCHAN__CONTAINER_OF(p, uvchan_nats__rec_t, p);
   uvchan_nats_pub_t* pub = r->pub;
   uvchan_nats__pub_settle_reply(r, msg, status);
   uvchan_nats__pub_pump(pub);
@@ -314,7 +314,7 @@ static void uvchan_nats__pub_send(uvchan_nats__rec_t* r) {
 }
 
 static void uvchan_nats__pub_tick(uv_timer_t* t) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(t, uvchan_nats_pub_t, timer_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(t, uvchan_nats_pub_t, timer_);
   uvchan_nats__rec_t* recs = pub->recs_;
   uint64_t now = uv_now(t->loop);
   unsigned i;
@@ -338,6 +338,7 @@ static void uvchan_nats__pub_take(uvchan_nats_pub_t* pub, natsMsg* msg) {
   uvchan_nats__rec_t* r = NULL;
   const char* v = NULL;
   natsStatus s;
+  size_t n;
   int status;
 
   if (pub->opts_.jetstream || pub->opts_.acks != NULL) {
@@ -361,8 +362,8 @@ static void uvchan_nats__pub_take(uvchan_nats_pub_t* pub, natsMsg* msg) {
     status = uvchan_nats_err(s);
   } else {
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &v) == NATS_OK && v != NULL &&
-        strlen(v) < sizeof(r->id)) {
-      memcpy(r->id, v, strlen(v) + 1);
+        (n = strlen(v)) < sizeof(r->id)) {
+      memcpy(r->id, v, n + 1);
     } else { /* the prefix (at most 31 bytes) and a count (at most 20 digits) fit in 64 */
       memcpy(r->id, pub->id_prefix_, pub->id_prefix_len_);
       uvchan_nats__u64(r->id + pub->id_prefix_len_, ++pub->next_id_);
@@ -386,7 +387,7 @@ static void uvchan_nats__pub_take(uvchan_nats_pub_t* pub, natsMsg* msg) {
 }
 
 static void uvchan_nats__pub_on_recv(uvchan_recv_t* req, int status) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(req, uvchan_nats_pub_t, rreq_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(req, uvchan_nats_pub_t, rreq_);
   pub->flags_ &= ~UVCHAN_NATS__O_RQ;
   if (status == 0)
     uvchan_nats__pub_take(pub, pub->rmsg_);
@@ -429,11 +430,10 @@ static void uvchan_nats__pub_pump(uvchan_nats_pub_t* pub) {
 /* ---- end ---- */
 
 static void uvchan_nats__pub_on_timer_closed(uv_handle_t* h) {
-  uvchan_nats_pub_t* pub = UVCHAN_NATS__CONTAINER_OF(h, uvchan_nats_pub_t, timer_);
+  uvchan_nats_pub_t* pub = UVCHAN__CONTAINER_OF(h, uvchan_nats_pub_t, timer_);
   uvchan_nats_t* nc = pub->nc_;
   uvchan_nats_pub_close_cb cb = pub->close_cb_;
-  pub->link_.prev->next = pub->link_.next;
-  pub->link_.next->prev = pub->link_.prev;
+  uvchan__list_remove(&pub->link_);
   free(pub->recs_);
   pub->recs_ = NULL;
   pub->magic_ = 0;
@@ -458,20 +458,24 @@ static void uvchan_nats__pub_maybe_finish(uvchan_nats_pub_t* pub) {
   }
 }
 
-/* Aborts: nothing more is published, what awaits an acknowledgement settles with `status`. */
-static void uvchan_nats__pub_abort(uvchan_nats_pub_t* pub, int status) {
+/* Settles with `status` every record still out (awaiting its acknowledgement or a resend). */
+static void uvchan_nats__settle_out(uvchan_nats_pub_t* pub, int status) {
   uvchan_nats__rec_t* recs = pub->recs_;
   unsigned i;
+  for (i = 0; recs != NULL && i < pub->opts_.max_inflight; i++)
+    if (recs[i].state == UVCHAN_NATS__R_WAIT || recs[i].state == UVCHAN_NATS__R_BACKOFF)
+      uvchan_nats__settle(&recs[i], status);
+}
 
+/* Aborts: nothing more is published, what awaits an acknowledgement settles with `status`. */
+static void uvchan_nats__pub_abort(uvchan_nats_pub_t* pub, int status) {
   pub->flags_ |= UVCHAN_NATS__O_CLOSING | UVCHAN_NATS__PUB_ABORT | UVCHAN_NATS__PUB_CLOSED_CHAN;
   (void)uvchan_close(&pub->chan);
   if (pub->flags_ & UVCHAN_NATS__O_RQ)
     (void)uvchan_cancel((uvchan_req_t*)&pub->rreq_);
   if (pub->flags_ & UVCHAN_NATS__O_ACKSEND)
     (void)uvchan_cancel((uvchan_req_t*)&pub->ack_send_);
-  for (i = 0; recs != NULL && i < pub->opts_.max_inflight; i++)
-    if (recs[i].state == UVCHAN_NATS__R_WAIT || recs[i].state == UVCHAN_NATS__R_BACKOFF)
-      uvchan_nats__settle(&recs[i], status);
+  uvchan_nats__settle_out(pub, status);
   uvchan_nats__pub_maybe_finish(pub);
 }
 
@@ -496,7 +500,7 @@ void uvchan_nats__pub_close_all(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_pub_t* pub;
   for (l = nc->pubs_.next; l != &nc->pubs_; l = l->next) {
-    pub = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
+    pub = UVCHAN__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
     if (!(pub->flags_ & UVCHAN_NATS__PUB_ABORT))
       uvchan_nats__pub_abort(pub, UV_ECANCELED);
   }
@@ -506,14 +510,9 @@ void uvchan_nats__pub_close_all(uvchan_nats_t* nc) {
 void uvchan_nats__pub_conn_closed(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_pub_t* pub;
-  uvchan_nats__rec_t* recs;
-  unsigned i;
   for (l = nc->pubs_.next; l != &nc->pubs_; l = l->next) {
-    pub = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
-    recs = pub->recs_;
-    for (i = 0; recs != NULL && i < pub->opts_.max_inflight; i++)
-      if (recs[i].state == UVCHAN_NATS__R_WAIT || recs[i].state == UVCHAN_NATS__R_BACKOFF)
-        uvchan_nats__settle(&recs[i], UV_ENOTCONN);
+    pub = UVCHAN__CONTAINER_OF(l, uvchan_nats_pub_t, link_);
+    uvchan_nats__settle_out(pub, UV_ENOTCONN);
     uvchan_nats__pub_pump(pub); /* what comes next fails with UV_ENOTCONN */
     uvchan_nats__pub_maybe_finish(pub);
   }
@@ -534,7 +533,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
     return err;
   if (pub == NULL)
     return UV_EINVAL;
-  if (UVCHAN_NATS__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC))
+  if (UVCHAN__MAGIC_IS(pub, UVCHAN_NATS__PUB_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
@@ -584,10 +583,7 @@ int uvchan_nats_pub_init(uvchan_nats_t* nc, uvchan_nats_pub_t* pub,
   pub->nc_ = nc;
   pub->opts_ = o;
   pub->recs_ = recs;
-  pub->link_.next = &nc->pubs_;
-  pub->link_.prev = nc->pubs_.prev;
-  nc->pubs_.prev->next = &pub->link_;
-  nc->pubs_.prev = &pub->link_;
+  uvchan__list_push(&nc->pubs_, &pub->link_);
   pub->magic_ = UVCHAN_NATS__PUB_MAGIC;
   uvchan_nats__pub_pump(pub);
   return 0;

@@ -20,7 +20,7 @@
 enum { UVCHAN_NATS__P_READY = 1u << 8, UVCHAN_NATS__P_FAILED = 1u << 9 };
 
 static int uvchan_nats__pull_ok(const uvchan_nats_pull_t* p) {
-  return p != NULL && UVCHAN_NATS__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC);
+  return p != NULL && UVCHAN__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC);
 }
 
 static void uvchan_nats__nak(natsMsg* msg) {
@@ -148,12 +148,9 @@ static void uvchan_nats__pull_thread(void* arg) {
       uv_mutex_lock(&p->lock_);
       if (!p->stop_)
         (void)uv_cond_timedwait(&p->cond_, &p->lock_, 100 * 1000000ull);
-      uv_mutex_unlock(&p->lock_);
-      if (f == NULL) { /* the slots asked for go back to the loop's count */
-        uv_mutex_lock(&p->lock_);
+      if (f == NULL) /* the slots asked for go back to the loop's count */
         p->want_ += (size_t)n;
-        uv_mutex_unlock(&p->lock_);
-      }
+      uv_mutex_unlock(&p->lock_);
     }
   }
   (void)uvchan_nats__post(nc, UVCHAN_NATS__EV_PULL_EXIT, p, NULL, 0);
@@ -200,7 +197,7 @@ static void uvchan_nats__pull_reserve(uvchan_nats_pull_t* p) {
 static void uvchan_nats__pull_finish(uvchan_nats_pull_t* p);
 
 static void uvchan_nats__pull_on_reserved(uvchan_reserve_t* req, int status) {
-  uvchan_nats_pull_t* p = UVCHAN_NATS__CONTAINER_OF(req, uvchan_nats_pull_t, rq_);
+  uvchan_nats_pull_t* p = UVCHAN__CONTAINER_OF(req, uvchan_nats_pull_t, rq_);
   p->flags_ &= ~UVCHAN_NATS__O_RQ;
   /* Otherwise UV_EPIPE (the channel was closed) or UV_ECANCELED (cancelled by a close, or a
    * shutdown): no more fetches. */
@@ -280,8 +277,7 @@ static void uvchan_nats__pull_finish(uvchan_nats_pull_t* p) {
     return; /* its cancelled reservation comes back first */
   while (p->held_ > 0)
     (void)uvchan_release(&p->permits_[--p->held_]);
-  p->link_.prev->next = p->link_.next;
-  p->link_.next->prev = p->link_.prev;
+  uvchan__list_remove(&p->link_);
   /* The subscription is destroyed with the connection, not now: a message received from it
    * points to it, and may be acknowledged after this close (natsMsg_Ack reads its
    * subscription). Its thread was joined, its fetches are over: it only waits. */
@@ -306,6 +302,14 @@ static void uvchan_nats__pull_finish(uvchan_nats_pull_t* p) {
   uvchan_nats__close_step(nc);
 }
 
+/* Tells the thread to end: it leaves its wait for slots, or for a retry, at once. */
+static void uvchan_nats__pull_stop(uvchan_nats_pull_t* p) {
+  uv_mutex_lock(&p->lock_);
+  p->stop_ = 1;
+  uv_cond_signal(&p->cond_);
+  uv_mutex_unlock(&p->lock_);
+}
+
 static void uvchan_nats__pull_finish_deferred(void* arg) {
   uvchan_nats__pull_finish(arg);
 }
@@ -313,10 +317,7 @@ static void uvchan_nats__pull_finish_deferred(void* arg) {
 static void uvchan_nats__pull_start_close(uvchan_nats_pull_t* p, uvchan_nats_pull_close_cb cb) {
   p->flags_ |= UVCHAN_NATS__O_CLOSING;
   p->close_cb_ = cb;
-  uv_mutex_lock(&p->lock_);
-  p->stop_ = 1;
-  uv_cond_signal(&p->cond_);
-  uv_mutex_unlock(&p->lock_);
+  uvchan_nats__pull_stop(p);
   /* A fetch in progress returns when its subscription closes; before the "ready" event the
    * thread checks stop_ itself after its setup. */
   if ((p->flags_ & UVCHAN_NATS__P_READY) && !(p->flags_ & UVCHAN_NATS__O_DONE))
@@ -360,7 +361,7 @@ int uvchan_nats_pull_start(uvchan_nats_t* nc, uvchan_nats_pull_t* p,
       (opts->filter != NULL && uvchan_nats_subject_check(opts->filter, 1) != 0) ||
       opts->max_batch < 0)
     return UV_EINVAL;
-  if (UVCHAN_NATS__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC))
+  if (UVCHAN__MAGIC_IS(p, UVCHAN_NATS__PULL_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   o = *opts;
   if (o.capacity == 0)
@@ -407,11 +408,7 @@ int uvchan_nats_pull_start(uvchan_nats_t* nc, uvchan_nats_pull_t* p,
   }
   if ((err = uv_thread_create(&p->thread_, uvchan_nats__pull_thread, p)) != 0)
     goto fail_cond;
-  p->flags_ = UVCHAN_NATS__O_THREAD;
-  p->link_.next = &nc->pulls_;
-  p->link_.prev = nc->pulls_.prev;
-  nc->pulls_.prev->next = &p->link_;
-  nc->pulls_.prev = &p->link_;
+  uvchan__list_push(&nc->pulls_, &p->link_);
   uvchan_nats__active(nc, 1); /* an open consumer keeps the loop alive, as a reading socket */
   p->magic_ = UVCHAN_NATS__PULL_MAGIC;
   return 0;
@@ -461,7 +458,7 @@ void uvchan_nats__pull_close_all(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_pull_t* p;
   for (l = nc->pulls_.next; l != &nc->pulls_; l = l->next) {
-    p = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pull_t, link_);
+    p = UVCHAN__CONTAINER_OF(l, uvchan_nats_pull_t, link_);
     if (!(p->flags_ & UVCHAN_NATS__O_CLOSING))
       uvchan_nats__pull_start_close(p, NULL);
   }
@@ -471,11 +468,8 @@ void uvchan_nats__pull_conn_closed(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_pull_t* p;
   for (l = nc->pulls_.next; l != &nc->pulls_; l = l->next) {
-    p = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_pull_t, link_);
+    p = UVCHAN__CONTAINER_OF(l, uvchan_nats_pull_t, link_);
     uvchan_nats__pull_fail(p, UV_ENOTCONN);
-    uv_mutex_lock(&p->lock_);
-    p->stop_ = 1;
-    uv_cond_signal(&p->cond_);
-    uv_mutex_unlock(&p->lock_);
+    uvchan_nats__pull_stop(p);
   }
 }

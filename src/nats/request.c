@@ -12,7 +12,7 @@ typedef struct {
 } uvchan_nats__req_t;
 
 static void uvchan_nats__req_reply(uvchan_nats__pending_t* p, natsMsg* msg, int status) {
-  uvchan_nats__req_t* r = UVCHAN_NATS__CONTAINER_OF(p, uvchan_nats__req_t, p);
+  uvchan_nats__req_t* r = UVCHAN__CONTAINER_OF(p, uvchan_nats__req_t, p);
   if (msg != NULL && natsMsg_IsNoResponders(msg)) {
     natsMsg_Destroy(msg);
     msg = NULL;

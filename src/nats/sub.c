@@ -9,23 +9,22 @@
 #include "nats-internal.h"
 
 static int uvchan_nats__sub_ok(const uvchan_nats_sub_t* sub) {
-  return sub != NULL && UVCHAN_NATS__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC);
+  return sub != NULL && UVCHAN__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC);
+}
+
+/* Fails only when the channel is closed: the subscription is closing. */
+static int uvchan_nats__sub_deliver(uvchan_nats__gate_t* g, natsMsg* msg) {
+  int err = uvchan_thread_send(&((uvchan_nats_sub_t*)g->obj)->chan, &msg);
+  if (err == 0)
+    __atomic_add_fetch(&g->delivered, 1, __ATOMIC_RELAXED);
+  return err;
 }
 
 static void uvchan_nats__on_msg(natsConnection* conn, natsSubscription* s, natsMsg* msg,
                                 void* closure) {
-  uvchan_nats__gate_t* g = closure;
   (void)conn;
   (void)s;
-  if (!uvchan_nats__gate_enter(g)) {
-    natsMsg_Destroy(msg);
-    return;
-  }
-  if (uvchan_thread_send(&((uvchan_nats_sub_t*)g->obj)->chan, &msg) == 0)
-    __atomic_add_fetch(&g->delivered, 1, __ATOMIC_RELAXED);
-  else
-    natsMsg_Destroy(msg); /* closed: the subscription is closing */
-  uvchan_nats__gate_leave(g);
+  uvchan_nats__gate_pass(closure, msg, uvchan_nats__sub_deliver);
 }
 
 static void uvchan_nats__on_sub_complete(void* closure) {
@@ -46,7 +45,7 @@ int uvchan_nats_subscribe(uvchan_nats_t* nc, uvchan_nats_sub_t* sub, const char*
     return err;
   if (sub == NULL || uvchan_nats_subject_check(subject, 1) != 0)
     return UV_EINVAL;
-  if (UVCHAN_NATS__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC))
+  if (UVCHAN__MAGIC_IS(sub, UVCHAN_NATS__SUB_MAGIC))
     return UV_EBUSY; /* live, or closing until its callback */
   memset(&o, 0, sizeof(o));
   if (opts != NULL)
@@ -93,10 +92,7 @@ int uvchan_nats_subscribe(uvchan_nats_t* nc, uvchan_nats_sub_t* sub, const char*
     memset(sub, 0, sizeof(*sub));
     return UV_ENOTCONN;
   }
-  sub->link_.next = &nc->subs_;
-  sub->link_.prev = nc->subs_.prev;
-  nc->subs_.prev->next = &sub->link_;
-  nc->subs_.prev = &sub->link_;
+  uvchan__list_push(&nc->subs_, &sub->link_);
   sub->magic_ = UVCHAN_NATS__SUB_MAGIC;
   return 0;
 }
@@ -124,8 +120,7 @@ static void uvchan_nats__sub_finish(uvchan_nats_sub_t* sub) {
   uvchan_nats_t* nc = sub->nc_;
   uvchan_nats_sub_close_cb cb = sub->close_cb_;
 
-  sub->link_.prev->next = sub->link_.next;
-  sub->link_.next->prev = sub->link_.prev;
+  uvchan__list_remove(&sub->link_);
   natsSubscription_Destroy(sub->sub);
   sub->sub = NULL;
   uvchan_destroy(&sub->chan); /* messages left go to the destructor */
@@ -175,7 +170,7 @@ void uvchan_nats__sub_close_all(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   uvchan_nats_sub_t* sub;
   for (l = nc->subs_.next; l != &nc->subs_; l = l->next) {
-    sub = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_sub_t, link_);
+    sub = UVCHAN__CONTAINER_OF(l, uvchan_nats_sub_t, link_);
     if (!(sub->flags_ & UVCHAN_NATS__O_CLOSING))
       uvchan_nats__sub_start_close(sub, NULL);
   }
@@ -185,7 +180,7 @@ void uvchan_nats__sub_close_all(uvchan_nats_t* nc) {
 void uvchan_nats__sub_conn_closed(uvchan_nats_t* nc) {
   struct uvchan__link_s* l;
   for (l = nc->subs_.next; l != &nc->subs_; l = l->next)
-    (void)uvchan_close(&UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_sub_t, link_)->chan);
+    (void)uvchan_close(&UVCHAN__CONTAINER_OF(l, uvchan_nats_sub_t, link_)->chan);
 }
 
 void uvchan_nats__sub_error(uvchan_nats_t* nc, natsSubscription* s, int status) {
@@ -194,7 +189,7 @@ void uvchan_nats__sub_error(uvchan_nats_t* nc, natsSubscription* s, int status) 
   uvchan_nats_sub_t* it;
 
   for (l = nc->subs_.next; s != NULL && l != &nc->subs_; l = l->next) {
-    it = UVCHAN_NATS__CONTAINER_OF(l, uvchan_nats_sub_t, link_);
+    it = UVCHAN__CONTAINER_OF(l, uvchan_nats_sub_t, link_);
     if (it->sub == s) {
       sub = it;
       break;
