@@ -651,7 +651,7 @@ int uvchan_ctx_remove_resource(uvchan_resource_t* res) {
 
 /* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head; a
  * select with a shared case that another thread completed just now leaves only this waiter. */
-static void uvchan__cancel_queue(struct uvchan__link_s* q) {
+void uvchan__cancel_queue(struct uvchan__link_s* q) {
   struct uvchan__waiter_s* w;
   while (!uvchan__list_empty(q)) {
     w = uvchan__first_waiter(q);

@@ -246,6 +246,8 @@ void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);
  * context's own close waits for every one to end. */
 void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx);
 void uvchan__ctx_closing_end(uvchan_ctx_t* ctx);
+/* Cancels every waiter of a channel's or wait group's queue `q` (UV_ECANCELED). */
+void uvchan__cancel_queue(struct uvchan__link_s* q);
 /* Moves a shutdown on: once no task is left, closes what remains and then the context. */
 void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 
