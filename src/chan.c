@@ -342,8 +342,10 @@ void uvchan__overflow(uvchan_t* ch, const void* value, uvchan_req_t* req) {
 /* ---- settings and queries, on local channels and on ends of shared ones ---- */
 
 /* What a query reads: a local channel's fields, or a copy of its shared core's, taken under the
- * core's lock. */
+ * core's lock. The queues are walked only for the query that asks for their length. */
+enum { UVCHAN__SNAP_SENDQ = 1u << 0, UVCHAN__SNAP_RECVQ = 1u << 1 };
 typedef struct {
+  unsigned queues; /* UVCHAN__SNAP_* bits: the queues to count */
   size_t len;
   size_t nsend;
   size_t nrecv;
@@ -362,14 +364,15 @@ static size_t uvchan__count(const struct uvchan__link_s* q) {
 static void uvchan__snap_of(uvchan_t* ch, void* arg) {
   uvchan__snap_t* s = (uvchan__snap_t*)arg;
   s->len = ch->len_;
-  s->nsend = uvchan__count(&ch->sendq_);
-  s->nrecv = uvchan__count(&ch->recvq_);
+  s->nsend = (s->queues & UVCHAN__SNAP_SENDQ) ? uvchan__count(&ch->sendq_) : 0;
+  s->nrecv = (s->queues & UVCHAN__SNAP_RECVQ) ? uvchan__count(&ch->recvq_) : 0;
   s->dropped = ch->dropped_;
   s->flags = ch->flags_;
 }
 
-/* Fills `s` for a live channel; returns 0 for a bad one. */
-static int uvchan__snap(const uvchan_t* ch, uvchan__snap_t* s) {
+/* Fills `s` for a live channel, counting `queues`; returns 0 for a bad one. */
+static int uvchan__snap(const uvchan_t* ch, uvchan__snap_t* s, unsigned queues) {
+  s->queues = queues;
   if (uvchan__chan_shared(ch))
     uvchan__x_locked(ch, uvchan__snap_of, s);
   else if (uvchan__chan_ok(ch))
@@ -419,7 +422,7 @@ int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy) {
 
 uint64_t uvchan_dropped(const uvchan_t* ch) {
   uvchan__snap_t s;
-  return uvchan__snap(ch, &s) ? s.dropped : 0;
+  return uvchan__snap(ch, &s, 0) ? s.dropped : 0;
 }
 
 static void uvchan__set_dtor(uvchan_t* ch, void* arg) {
@@ -437,42 +440,42 @@ int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
 }
 
 int uvchan_set_name(uvchan_t* ch, const char* name) {
-  if (!uvchan__chan_ok(ch) && !uvchan__chan_shared(ch))
+  if (!uvchan__chan_live(ch))
     return UV_EINVAL;
   ch->name_ = name; /* an end's own */
   return 0;
 }
 
 const char* uvchan_name(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->name_ : NULL;
+  return uvchan__chan_live(ch) ? ch->name_ : NULL;
 }
 
 size_t uvchan_len(const uvchan_t* ch) {
   uvchan__snap_t s;
-  return uvchan__snap(ch, &s) ? s.len : 0;
+  return uvchan__snap(ch, &s, 0) ? s.len : 0;
 }
 
 size_t uvchan_cap(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->ring_ : 0;
+  return uvchan__chan_live(ch) ? ch->ring_ : 0;
 }
 
 size_t uvchan_elem_size(const uvchan_t* ch) {
-  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch) ? ch->elem_size_ : 0;
+  return uvchan__chan_live(ch) ? ch->elem_size_ : 0;
 }
 
 int uvchan_is_closed(const uvchan_t* ch) {
   uvchan__snap_t s;
-  if (!uvchan__snap(ch, &s))
+  if (!uvchan__snap(ch, &s, 0))
     return UV_EINVAL;
   return (s.flags & UVCHAN__CHAN_CLOSED) != 0;
 }
 
 size_t uvchan_waiting_senders(const uvchan_t* ch) {
   uvchan__snap_t s;
-  return uvchan__snap(ch, &s) ? s.nsend : 0;
+  return uvchan__snap(ch, &s, UVCHAN__SNAP_SENDQ) ? s.nsend : 0;
 }
 
 size_t uvchan_waiting_receivers(const uvchan_t* ch) {
   uvchan__snap_t s;
-  return uvchan__snap(ch, &s) ? s.nrecv : 0;
+  return uvchan__snap(ch, &s, UVCHAN__SNAP_RECVQ) ? s.nrecv : 0;
 }

@@ -418,13 +418,13 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   uv_idle_init(loop, &ctx->idle_);   /* these three cannot fail */
   uv_timer_init(loop, &ctx->timer_);
   uv_prepare_init(loop, &ctx->prepare_);
+  err = uvchan__registry_enter(ctx);
+  if (err != 0)
+    goto fail;
   err = uv_async_init(loop, &ctx->async_, uvchan__on_async);
   if (err != 0) {
-    uv_close((uv_handle_t*)&ctx->check_, NULL);
-    uv_close((uv_handle_t*)&ctx->idle_, NULL);
-    uv_close((uv_handle_t*)&ctx->timer_, NULL);
-    uv_close((uv_handle_t*)&ctx->prepare_, NULL);
-    return err;
+    uvchan__registry_leave(ctx);
+    goto fail;
   }
   /* The idle handle keeps the loop alive while completions are queued; the check handle that
    * delivers them never does on its own, nor does the prepare handle (thread.c's spin), nor the
@@ -446,15 +446,6 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   uvchan__list_init(&ctx->tasks_);
   uvchan__list_init(&ctx->wgs_);
   uvchan__list_init(&ctx->res_);
-  err = uvchan__registry_enter(ctx);
-  if (err != 0) {
-    uv_close((uv_handle_t*)&ctx->check_, NULL);
-    uv_close((uv_handle_t*)&ctx->idle_, NULL);
-    uv_close((uv_handle_t*)&ctx->timer_, NULL);
-    uv_close((uv_handle_t*)&ctx->async_, NULL);
-    uv_close((uv_handle_t*)&ctx->prepare_, NULL);
-    return err;
-  }
   ctx->magic_ = UVCHAN__CTX_MAGIC;
   uvchan_ctx_seed(ctx, (uint64_t)(uintptr_t)ctx ^ uv_hrtime());
   env = getenv("UVCHAN_SPIN_US"); /* uvchan_ctx_set_spin() for a whole program */
@@ -464,6 +455,13 @@ int uvchan_ctx_init(uv_loop_t* loop, uvchan_ctx_t* ctx) {
   if (env != NULL && env[0] == '1')
     uvchan_ctx_set_trace(ctx, uvchan_trace_print, NULL);
   return 0;
+
+fail:
+  uv_close((uv_handle_t*)&ctx->check_, NULL);
+  uv_close((uv_handle_t*)&ctx->idle_, NULL);
+  uv_close((uv_handle_t*)&ctx->timer_, NULL);
+  uv_close((uv_handle_t*)&ctx->prepare_, NULL);
+  return err;
 }
 
 static void uvchan__handle_done(uvchan_ctx_t* ctx) {
@@ -653,7 +651,7 @@ int uvchan_ctx_remove_resource(uvchan_resource_t* res) {
 
 /* Cancels every waiter of queue `q`. A select leaves all its queues at once, so pop the head; a
  * select with a shared case that another thread completed just now leaves only this waiter. */
-static void uvchan__cancel_queue(struct uvchan__link_s* q) {
+void uvchan__cancel_queue(struct uvchan__link_s* q) {
   struct uvchan__waiter_s* w;
   while (!uvchan__list_empty(q)) {
     w = uvchan__first_waiter(q);

@@ -225,7 +225,7 @@ static void uvchan__map_shutdown(struct uvchan__res_s* res) {
 /* ---- public calls ---- */
 
 static int uvchan__map_chan_ok(const uvchan_ctx_t* ctx, const uvchan_t* ch) {
-  return (uvchan__chan_ok(ch) || uvchan__chan_shared(ch)) && ch->ctx_ == ctx;
+  return uvchan__chan_live(ch) && ch->ctx_ == ctx;
 }
 
 int uvchan_work_map_start(uvchan_ctx_t* ctx, uvchan_work_map_t* map, unsigned k, uvchan_t* in,

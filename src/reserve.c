@@ -86,13 +86,6 @@ static void uvchan__rebalance(uvchan_t* ch) {
   }
 }
 
-/* Checks a channel for a reservation: UV_EINVAL unless it is a buffered, blocking channel. */
-static int uvchan__reservable(const uvchan_t* ch) {
-  if (!uvchan__chan_ok(ch) || ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
-    return UV_EINVAL;
-  return 0;
-}
-
 int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit) {
   if (ch->flags_ & UVCHAN__CHAN_CLOSED)
     return UV_EPIPE;
@@ -106,7 +99,7 @@ int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit) {
 static int uvchan__reserve(uvchan_reserve_t* req, uvchan_t* ch, uint64_t timeout,
                            int has_deadline, uvchan_reserve_cb cb) {
   int status;
-  if (req == NULL || cb == NULL || uvchan__reservable(ch) != 0)
+  if (req == NULL || cb == NULL || !uvchan__chan_ok(ch) || !uvchan__reservable(ch))
     return UV_EINVAL;
   if ((status = UVCHAN__GATE(ch->ctx_, &req->magic_)) != 0)
     return status;
@@ -135,7 +128,7 @@ int uvchan_reserve_timeout(uvchan_reserve_t* req, uvchan_t* ch, uint64_t timeout
 
 int uvchan_try_reserve(uvchan_t* ch, uvchan_permit_t* permit) {
   int status;
-  if (permit == NULL || uvchan__reservable(ch) != 0)
+  if (permit == NULL || !uvchan__chan_ok(ch) || !uvchan__reservable(ch))
     return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(ch->ctx_))
     return UV_EPERM;

@@ -55,8 +55,7 @@ int uvchan__select_check(uvchan_case_t* cases, unsigned n, uvchan_ctx_t** ctx, i
       if (c->op == UVCHAN_OP_SEND) {
         if (c->value == NULL && c->chan->elem_size_ != 0)
           return UV_EINVAL;
-      } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || c->chan->ring_ == 0 ||
-                 (c->chan->flags_ & (UVCHAN__CHAN_OVERFLOW | UVCHAN__CHAN_SHARED))) {
+      } else if (c->op != UVCHAN_OP_RESERVE || c->value == NULL || !uvchan__reservable(c->chan)) {
         return UV_EINVAL;
       }
     }
@@ -132,15 +131,13 @@ static void uvchan__case_wait(uvchan_select_t* sel, unsigned i) {
  * random rotation still breaks the bias towards the first case. */
 static void uvchan__select_link(uvchan_select_t* sel, unsigned n) {
   uvchan_ctx_t* ctx = sel->ctx_;
-  unsigned char small[64];
-  unsigned* big = NULL;
-  unsigned i, j, k = 0, t;
+  unsigned small[64];
+  unsigned* order = small;
+  unsigned i, j, k = 0;
 
   for (i = 0; i < n; i++)
     sel->cases_[i].w_.link.next = NULL;
-  if (n > sizeof(small))
-    big = malloc(n * sizeof(*big));
-  if (n > sizeof(small) && big == NULL) {
+  if (n > sizeof(small) / sizeof(small[0]) && (order = malloc(n * sizeof(*order))) == NULL) {
     j = uvchan__rand_below(ctx, n);
     for (i = 0; i < n; i++, j = j + 1 == n ? 0 : j + 1)
       if (sel->cases_[j].chan != NULL)
@@ -151,20 +148,14 @@ static void uvchan__select_link(uvchan_select_t* sel, unsigned n) {
     if (sel->cases_[i].chan == NULL)
       continue;
     j = k > 0 ? uvchan__rand_below(ctx, k + 1) : 0;
-    if (big != NULL) {
-      big[k] = big[j];
-      big[j] = i;
-    } else {
-      small[k] = small[j];
-      small[j] = (unsigned char)i;
-    }
+    order[k] = order[j];
+    order[j] = i;
     k++;
   }
-  for (i = 0; i < k; i++) {
-    t = big != NULL ? big[i] : small[i];
-    uvchan__case_wait(sel, t);
-  }
-  free(big);
+  for (i = 0; i < k; i++)
+    uvchan__case_wait(sel, order[i]);
+  if (order != small)
+    free(order);
 }
 
 /* A select with cases on shared channels: polls and enqueues with every one of their cores

@@ -359,8 +359,7 @@ static int uvchan__task_block_nil(uvchan_task_t* t, uvchan_req_type type, unsign
   req->state_ |= UVCHAN__REQ_WAITING;
   if (has_deadline)
     uvchan__deadline_add(req, timeout);
-  uvchan__task_park(t);
-  return req->status;
+  return uvchan__task_block(t);
 }
 
 /* A send or receive that is not an ordinary one: on an end of a shared channel, on a nil
@@ -393,8 +392,7 @@ static UVCHAN__NOINLINE int uvchan__task_op_odd(uvchan_task_t* t, uvchan_t* ch, 
     t->r.req.magic_ = 0; /* completed at once: not pending */
     return status;
   }
-  uvchan__task_park(t);
-  return t->r.req.status;
+  return uvchan__task_block(t);
 }
 
 /* ---- spawning ---- */
@@ -545,7 +543,7 @@ UVCHAN__INLINE int uvchan__task_op(uvchan_t* ch, void* value, unsigned op, uint6
     return uvchan__task_op_odd(t, ch, value, op, timeout, has_deadline);
   if (UVCHAN__UNLIKELY(op == UVCHAN_OP_SEND && value == NULL && ch->elem_size_ != 0))
     return UV_EINVAL;
-  if (UVCHAN__UNLIKELY(--t->coop == 0) && (status = uvchan__task_coop(t)) != 0) {
+  if (UVCHAN__UNLIKELY((status = uvchan__task_spend(t)) != 0)) {
     if (status < 0)
       return status;
     if (!uvchan__chan_ok(ch)) /* destroyed during the yield */
@@ -590,14 +588,14 @@ static int uvchan__task_reserve(uvchan_t* ch, uvchan_permit_t* permit, uint64_t 
   int status;
 
   if (t == NULL || permit == NULL || !uvchan__chan_ok(ch) || ch->ctx_ != t->ctx ||
-      ch->ring_ == 0 || (ch->flags_ & UVCHAN__CHAN_OVERFLOW))
+      !uvchan__reservable(ch))
     return UV_EINVAL;
   if ((status = uvchan__task_spend(t)) != 0) {
     if (status < 0)
       return status;
     if (!uvchan__chan_ok(ch)) /* destroyed during the yield */
       return UV_ECANCELED;
-    if (ch->flags_ & UVCHAN__CHAN_OVERFLOW)
+    if (!uvchan__reservable(ch)) /* an overflow policy set during the yield */
       return UV_EINVAL;
   }
   status = uvchan__reserve_now(ch, permit);

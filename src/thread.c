@@ -117,12 +117,17 @@ static void uvchan__xwait_begin(uvchan_ctx_t* ctx, uvchan_req_t* req) {
   }
 }
 
-void uvchan__xsel_complete(uvchan_select_t* sel, int status) {
-  uvchan_req_t* req = (uvchan_req_t*)sel;
+/* Completes a request of the calling thread's context that another thread matched (or whose
+ * select it claimed): its deadline goes now, the rest at delivery (uvchan__req_finish). */
+UVCHAN__INLINE void uvchan__complete_finish(uvchan_req_t* req, int status) {
   if (req->state_ & UVCHAN__REQ_DEADLINE)
     uvchan__deadline_remove(req);
   req->state_ |= UVCHAN__REQ_FINISH;
   uvchan__complete(req, status);
+}
+
+void uvchan__xsel_complete(uvchan_select_t* sel, int status) {
+  uvchan__complete_finish((uvchan_req_t*)sel, status);
 }
 
 /* Unlinks a waiter of a case, taking its core's lock when the case is on a shared channel: there
@@ -204,10 +209,7 @@ void uvchan__wake_shared(struct uvchan__waiter_s* w, int status, uvchan_ctx_t* h
   if (req->ctx_ == NULL) {
     uvchan__fwake(req, status);
   } else if (req->ctx_ == here) {
-    if (req->state_ & UVCHAN__REQ_DEADLINE)
-      uvchan__deadline_remove(req);
-    req->state_ |= UVCHAN__REQ_FINISH;
-    uvchan__complete(req, status);
+    uvchan__complete_finish(req, status);
   } else {
     req->status = status;
     uvchan__inbox_push(req->ctx_, req);
@@ -234,10 +236,7 @@ void uvchan__inbox_drain(uvchan_ctx_t* ctx) {
   }
   for (list = prev; list != NULL; list = next) {
     next = list->qnext_;
-    if (list->state_ & UVCHAN__REQ_DEADLINE)
-      uvchan__deadline_remove(list);
-    list->state_ |= UVCHAN__REQ_FINISH;
-    uvchan__complete(list, list->status);
+    uvchan__complete_finish(list, list->status);
   }
 }
 

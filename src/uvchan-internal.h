@@ -156,6 +156,11 @@ static inline int uvchan__chan_shared(const uvchan_t* ch) {
   return ch != NULL && ch->magic_ == UVCHAN__XCHAN_MAGIC;
 }
 
+/* A live channel of either kind: what calls that read only an end's own fields accept. */
+static inline int uvchan__chan_live(const uvchan_t* ch) {
+  return uvchan__chan_ok(ch) || uvchan__chan_shared(ch);
+}
+
 /* The gate of every call that starts something on `ctx` (a request, a channel, a task...): 0
  * when it may go on, UV_EPERM from another thread than the context's, UV_ECANCELED once a
  * shutdown began. ctx->gate_ holds the owner's thread marker only while none of that applies and
@@ -241,6 +246,8 @@ void uvchan__res_remove(uvchan_ctx_t* ctx, struct uvchan__res_s* res);
  * context's own close waits for every one to end. */
 void uvchan__ctx_closing_begin(uvchan_ctx_t* ctx);
 void uvchan__ctx_closing_end(uvchan_ctx_t* ctx);
+/* Cancels every waiter of a channel's or wait group's queue `q` (UV_ECANCELED). */
+void uvchan__cancel_queue(struct uvchan__link_s* q);
 /* Moves a shutdown on: once no task is left, closes what remains and then the context. */
 void uvchan__ctx_shutdown_step(uvchan_ctx_t* ctx);
 
@@ -490,6 +497,11 @@ void uvchan__xsel_waits(uvchan_select_t* sel);
 
 /* ---- reserve.c ---- */
 
+/* Whether `ch` (a live channel or end) takes reservations: buffered, sends that block (no
+ * dropping overflow policy), and not shared between threads. */
+static inline int uvchan__reservable(const uvchan_t* ch) {
+  return ch->ring_ != 0 && !(ch->flags_ & (UVCHAN__CHAN_OVERFLOW | UVCHAN__CHAN_SHARED));
+}
 /* Reserves a slot for `permit` if one is free now: 0, UV_EPIPE (closed), or UVCHAN__MUST_WAIT. */
 int uvchan__reserve_now(uvchan_t* ch, uvchan_permit_t* permit);
 

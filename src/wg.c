@@ -46,8 +46,7 @@ int uvchan_wg_destroy(uvchan_wg_t* wg) {
     return UV_EINVAL;
   if (!UVCHAN__ON_THREAD(wg->ctx_))
     return UV_EPERM;
-  while (!uvchan__list_empty(&wg->waiters_))
-    uvchan__abort(uvchan__first_waiter(&wg->waiters_)->req, UV_ECANCELED, UVCHAN_TRACE_CANCEL);
+  uvchan__cancel_queue(&wg->waiters_);
   wg->magic_ = 0;
   return 0;
 }
