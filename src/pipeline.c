@@ -809,7 +809,7 @@ int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in, uv
       !uvchan__chan_ok(out) || in == out || in->ctx_ != ctx || out->ctx_ != ctx ||
       (o.flags & ~(unsigned)UVCHAN__STAGE_FLAGS) != 0 || o.parallel > UVCHAN__MAX_PARALLEL ||
       (in->elem_size_ != 0 && o.parallel > SIZE_MAX / in->elem_size_) ||
-      ((o.flags & UVCHAN_STAGE_RESERVE) && out->ring_ == 0) ||
+      ((o.flags & UVCHAN_STAGE_RESERVE) && !uvchan__reservable(out)) ||
       uvchan__node_check_pipe(ctx, o.pipeline) != 0)
     return UV_EINVAL;
   if ((err = uvchan__node_gate(ctx, &stage->node_)) != 0)

@@ -364,8 +364,11 @@ static void test_errors_stage(void** state) {
   memset(&o, 0, sizeof(o));
   o.flags = 1u << 20; /* no such flag */
   assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
-  o.flags = UVCHAN_STAGE_RESERVE; /* needs a buffered output */
+  o.flags = UVCHAN_STAGE_RESERVE; /* needs a buffered output whose sends block */
   assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &unbuf, nop_fn, &o), UV_EINVAL);
+  assert_int_equal(uvchan_set_overflow(&b, UVCHAN_OVERFLOW_DROP_NEWEST), 0);
+  assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);
+  assert_int_equal(uvchan_set_overflow(&b, UVCHAN_OVERFLOW_BLOCK), 0);
   o.flags = 0;
   o.parallel = 65537; /* above the bound */
   assert_int_equal(uvchan_stage_init(&f->ctx, &st, &a, &b, nop_fn, &o), UV_EINVAL);

@@ -161,9 +161,9 @@ struct uvchan_stage_s {
 /** Initialises `stage` between channels `in` and `out` (they may differ in element size) with
  * function `fn`; nothing runs until uvchan_stage_start(). Allocates the job table here, once.
  * Returns 0; UV_EINVAL (a bad or closing context; a bad stage, channel or function; `in` ==
- * `out`; channels of another context; UVCHAN_STAGE_RESERVE with an unbuffered output; unknown
- * flags; parallelism above 65536 or overflowing the input buffers; a pipeline not initialised, of
- * another context, started or closing); UV_EBUSY (`stage` is live, or its close is under way);
+ * `out`; channels of another context; UVCHAN_STAGE_RESERVE with an unbuffered output or one
+ * with a dropping overflow policy; unknown flags; parallelism above 65536 or overflowing the
+ * input buffers; a pipeline not initialised, of another context, started or closing); UV_EBUSY (`stage` is live, or its close is under way);
  * UV_ECANCELED (the context is shutting down); UV_EPERM (wrong thread); UV_ENOMEM. */
 UVCHAN_EXTERN int uvchan_stage_init(uvchan_ctx_t* ctx, uvchan_stage_t* stage, uvchan_t* in,
                                     uvchan_t* out, uvchan_stage_fn fn,
