@@ -432,10 +432,12 @@ static void uvchan__set_dtor(uvchan_t* ch, void* arg) {
 int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor) {
   if (uvchan__chan_shared(ch))
     uvchan__x_locked(ch, uvchan__set_dtor, &dtor); /* the core's: values live there */
-  else if (uvchan__chan_ok(ch))
-    ch->dtor_ = dtor;
-  else
+  else if (!uvchan__chan_ok(ch))
     return UV_EINVAL;
+  else if (!UVCHAN__ON_THREAD(ch->ctx_))
+    return UV_EPERM; /* the loop's thread may be running it */
+  else
+    ch->dtor_ = dtor;
   return 0;
 }
 

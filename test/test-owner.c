@@ -7,7 +7,7 @@ typedef struct {
   uvchan_ctx_t* ctx;
   uvchan_t* ch;
   uvchan_wg_t* wg;
-  int codes[16];
+  int codes[18];
   int n;
 } foreign_t;
 
@@ -49,6 +49,8 @@ static void foreign_calls(foreign_t* x) {
   x->codes[x->n++] = uvchan_recv(&r, x->ch, &v, nop_recv);
   x->codes[x->n++] = uvchan_select(&sel, c, 1, nop_sel);
   x->codes[x->n++] = uvchan_try_select(c, 1, NULL);
+  x->codes[x->n++] = uvchan_set_destructor(x->ch, NULL);
+  x->codes[x->n++] = uvchan_set_overflow(x->ch, UVCHAN_OVERFLOW_BLOCK);
   x->codes[x->n++] = uvchan_close(x->ch);
   x->codes[x->n++] = uvchan_destroy(x->ch);
   x->codes[x->n++] = uvchan_init(x->ctx, &other, sizeof(int), 1);
@@ -115,7 +117,7 @@ static void test_owner_work_callback_gets_eperm(void** state) {
   assert_int_equal(uv_queue_work(&f->loop, &work, work_cb, after_work_cb), 0);
   RUN(f);
   assert_int_equal(after_work_calls, 1);
-  assert_int_equal(x.n, 16);
+  assert_int_equal(x.n, 18);
   assert_all_eperm(&x);
   assert_untouched(f, &ch, &wg);
   assert_int_equal(uvchan_wg_done(&wg), 0);

@@ -293,7 +293,8 @@ UVCHAN_EXTERN int uvchan_set_overflow(uvchan_t* ch, uvchan_overflow policy);
 UVCHAN_EXTERN uint64_t uvchan_dropped(const uvchan_t* ch);
 
 /** Sets a destructor called, at uvchan_destroy(), for each value still in the buffer, and for
- * each value an overflow policy drops. */
+ * each value an overflow policy drops. Returns 0, UV_EINVAL (bad channel), UV_EPERM (a
+ * channel of a loop, from another thread than its context's). */
 UVCHAN_EXTERN int uvchan_set_destructor(uvchan_t* ch, uvchan_elem_destroy_cb dtor);
 
 /** Names `ch` for traces and deadlock reports. The string is not copied. */
