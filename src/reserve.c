@@ -62,7 +62,14 @@ static void uvchan__rebalance(uvchan_t* ch) {
           uvchan__wake(w, 0);
           continue;
         }
-        uvchan__list_remove(&w->link); /* cannot happen: sendq_ non-empty means no room */
+        /* No receiver and no room: the sender waits on. A plain sender's claim took nothing,
+         * so it stays queued. A select's claim cannot be undone (threads that lost it have
+         * withdrawn its other cases), and it can no more complete here: a rare race between a
+         * commit on a full channel and other threads completing every waiting receiver's
+         * select at that moment, left as it was (the select is dropped from the queue). */
+        if (!uvchan__is_xsel(w))
+          break;
+        uvchan__list_remove(&w->link);
         continue;
       }
       if (r->value != NULL)
